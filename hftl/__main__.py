@@ -1,0 +1,5 @@
+import sys
+
+from hftl.cli import main
+
+sys.exit(main())

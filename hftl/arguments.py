@@ -1,0 +1,235 @@
+"""Command-line and config-file arguments shared by every recipe.
+
+The recipes parse these dataclasses together with `transformers.TrainingArguments` through
+`HfArgumentParser`, so every flag is spelled as in the transformers example scripts (`run_glue.py`,
+`run_image_classification.py`, `run_audio_classification.py`). `--config file.yaml|json` supplies
+defaults that flags on the command line override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from hftl.errors import InputError
+
+STRATEGIES = ("full", "feature_extraction", "freeze", "two_stage", "lora")
+
+
+@dataclass
+class ModelArguments:
+    """Which pretrained model to adapt."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub model id or local folder. Default: the recipe's packaged model (see README)."},
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Config name or path, if not the model's."})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer / processor name or path, if not the model's."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the Hub model."})
+    token: str | None = field(
+        default=None, metadata={"help": "Hub token for private models (default: the one `hf auth login` stored)."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow a Hub model to run code from its repository. Off by default."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Re-initialise checkpoint weights whose shape differs (e.g. a head with other classes)."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """Which data to train and evaluate on, and how to read it (names as in run_glue.py)."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A built-in dataset (list them with `hftl datasets`) or a Hub dataset id."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_file: str | None = field(default=None, metadata={"help": "CSV, JSON, JSON Lines or parquet training file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation file, same format as train."})
+    test_file: str | None = field(default=None, metadata={"help": "Test file, same format as train."})
+    text_column_name: str | None = field(
+        default=None, metadata={"help": "Text column (default: 'text', 'sentence' or 'sentence1', if present)."}
+    )
+    text_pair_column_name: str | None = field(
+        default=None, metadata={"help": "Second text column for sentence-pair tasks (e.g. 'sentence2')."}
+    )
+    label_column_name: str = field(default="label", metadata={"help": "Label column (strings or integers)."})
+    validation_split_percentage: float = field(
+        default=10.0,
+        metadata={"help": "Percent of train carved out (stratified, seeded) when no validation split is given."},
+    )
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Tokens per text after tokenisation; longer texts are truncated."}
+    )
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every text to max_seq_length (default: pad each batch dynamically)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation examples."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep the first N test examples."})
+    drop_invalid_examples: bool = field(
+        default=False,
+        metadata={"help": "Drop rows with empty / non-string inputs or missing labels (counted) instead of failing."},
+    )
+    merge_label_variants: bool = field(
+        default=False,
+        metadata={
+            "help": "Merge labels that differ only by case or surrounding spaces into their most frequent "
+            "spelling (default: refuse them)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for preprocessing."})
+
+    def __post_init__(self):
+        if self.dataset_name and self.train_file:
+            raise InputError("Give either --dataset_name or --train_file, not both.")
+        if (self.validation_file or self.test_file) and not self.train_file:
+            raise InputError("--validation_file / --test_file need --train_file as well.")
+        if not 0 < self.validation_split_percentage < 100:
+            raise InputError(
+                f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}."
+            )
+        if self.max_seq_length < 1:
+            raise InputError(f"--max_seq_length must be positive, got {self.max_seq_length}.")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"--{name} must be positive, got {value}.")
+
+
+@dataclass
+class StrategyArguments:
+    """How much of the pretrained model adapts (shared by every modality)."""
+
+    strategy: Literal["full", "feature_extraction", "freeze", "two_stage", "lora"] = field(
+        default="full",
+        metadata={
+            "help": "full: fine-tune everything. feature_extraction: frozen backbone, train the head on cached "
+            "features. freeze: freeze embeddings + first --num_frozen_layers layers. two_stage: head first, then "
+            "the top --unfreeze_top_k layers at --stage2_learning_rate. lora: peft LoRA adapters + new modules."
+        },
+    )
+    num_frozen_layers: int | None = field(
+        default=None, metadata={"help": "freeze: encoder layers frozen from the bottom (default: half of them)."}
+    )
+    unfreeze_top_k: int = field(default=2, metadata={"help": "two_stage: encoder layers unfrozen in stage 2."})
+    stage1_num_train_epochs: float = field(
+        default=1.0, metadata={"help": "two_stage: epochs of head-only training (at --learning_rate)."}
+    )
+    stage2_learning_rate: float | None = field(
+        default=None, metadata={"help": "two_stage: learning rate of stage 2 (default: --learning_rate / 10)."}
+    )
+    cache_features: bool = field(
+        default=True,
+        metadata={"help": "feature_extraction / two_stage stage 1: compute backbone features once and reuse them."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "lora: rank of the update matrices."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "lora: scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapter input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "lora: module names to adapt (default: the attention query/value projections)."},
+    )
+    save_merged_model: bool = field(
+        default=False, metadata={"help": "lora: also save the adapter merged into the base model in output_dir/merged."}
+    )
+
+    def __post_init__(self):
+        if self.num_frozen_layers is not None and self.num_frozen_layers < 0:
+            raise InputError(f"--num_frozen_layers must be >= 0, got {self.num_frozen_layers}.")
+        if self.unfreeze_top_k < 1:
+            raise InputError(f"--unfreeze_top_k must be >= 1, got {self.unfreeze_top_k}.")
+        if self.stage1_num_train_epochs <= 0:
+            raise InputError(f"--stage1_num_train_epochs must be > 0, got {self.stage1_num_train_epochs}.")
+        if self.lora_r < 1:
+            raise InputError(f"--lora_r must be >= 1, got {self.lora_r}.")
+        if self.lora_target_modules and len(self.lora_target_modules) == 1 and "," in self.lora_target_modules[0]:
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules[0].split(",") if m.strip()]
+
+
+@dataclass
+class RunArguments:
+    """Run-level switches that TrainingArguments lacks."""
+
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start afresh even if output_dir holds checkpoints (default: resume)."}
+    )
+
+
+def _load_config_file(path: str) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise InputError(f"--config {path}: no such file.")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise InputError(f"--config {path} does not parse: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise InputError(f"--config {path} must hold a mapping of flag names to values, got {type(values).__name__}.")
+    return values
+
+
+def parse_args(
+    dataclass_types: tuple[type, ...], defaults: dict[str, Any] | None = None, args: list[str] | None = None
+) -> tuple:
+    """Parse flags into the given dataclasses (and `TrainingArguments`).
+
+    Precedence, lowest first: the dataclass defaults, the recipe's `defaults`, the `--config` file, the command line.
+
+    Raises:
+        InputError: the config file is missing, does not parse or names an unknown flag.
+    """
+    parser = HfArgumentParser(dataclass_types)
+    parser.add_argument("--config", default=None, help="YAML or JSON file of flag values (flags override it).")
+    parser.set_defaults(**(defaults or {}))
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", default=None)
+    known, _ = pre_parser.parse_known_args(args)
+    if known.config:
+        values = _load_config_file(known.config)
+        flags = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - flags)
+        if unknown:
+            raise InputError(f"--config {known.config}: unknown flag(s) {unknown}. See --help for the flag names.")
+        parser.set_defaults(**values)
+    *parsed, _namespace = parser.parse_args_into_dataclasses(args=args)
+    return tuple(parsed)
+
+
+def resolved_config(*arguments: Any) -> dict[str, Any]:
+    """Every flag value of the parsed dataclasses, as a flat mapping that `--config` accepts back.
+
+    Secrets (`token`, `hub_token`) are left out.
+    """
+    config: dict[str, Any] = {}
+    for obj in arguments:
+        for f in dataclasses.fields(obj):
+            if not f.init or f.name.startswith("_") or f.name in ("token", "hub_token"):
+                continue
+            value = getattr(obj, f.name)
+            if hasattr(value, "value"):  # enums such as IntervalStrategy
+                value = value.value
+            if isinstance(obj, TrainingArguments) and f.name == "report_to" and value == []:
+                value = "none"
+            try:
+                json.dumps(value)
+            except TypeError:
+                value = str(value)
+            config[f.name] = value
+    return config

@@ -1,0 +1,264 @@
+"""Checks on the raw splits, run before any model is loaded, and label encoding.
+
+Every problem is reported with the file or split, the column and the rows, and what would fix it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from datasets import ClassLabel, DatasetDict
+
+from hftl.data.loading import RawData
+from hftl.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+LABELS = "labels"  # the encoded label column every model-ready split carries
+
+
+@dataclass
+class LabelInfo:
+    """The classes of a run.
+
+    Attributes:
+        names: class names; the id of a class is its index.
+        counts: split name -> number of examples per class id (unlabelled splits absent).
+    """
+
+    names: list[str]
+    counts: dict[str, list[int]]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+
+def _check_columns(raw: RawData, columns: list[str], label_column: str) -> set[str]:
+    """Raise if a column is missing; return the splits that carry no labels (a test split may lack them)."""
+    unlabelled = set()
+    for split, dataset in raw.splits.items():
+        available = dataset.column_names
+        for column in columns:
+            if column not in available:
+                raise InputError(
+                    f"{raw.where(split)}: no column '{column}'. Available columns: {available}. "
+                    f"Choose one with --text_column_name / --label_column_name (or the recipe's column flags)."
+                )
+        if label_column not in available:
+            if split == "test":
+                unlabelled.add(split)
+                continue
+            raise InputError(
+                f"{raw.where(split)}: no label column '{label_column}'. Available columns: {available}. "
+                f"Name it with --label_column_name."
+            )
+        if len(dataset) == 0:
+            raise InputError(f"{raw.where(split)} is empty: it needs at least one example.")
+    return unlabelled
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _check_rows(
+    raw: RawData,
+    input_columns: list[str],
+    label_column: str,
+    is_valid_input: Callable[[object], bool],
+    input_problem: str,
+    drop_invalid_examples: bool,
+    unlabelled: set[str],
+) -> None:
+    """Find rows with invalid inputs or missing labels; drop them (counted) or raise with their row numbers."""
+    for split in list(raw.splits):
+        dataset = raw.splits[split]
+        bad: dict[str, list[int]] = {}
+        for column in input_columns:
+            rows = [i for i, value in enumerate(dataset[column]) if not is_valid_input(value)]
+            if rows:
+                bad[f"column '{column}' ({input_problem})"] = rows
+        if split not in unlabelled:
+            label_feature = dataset.features[label_column]
+            missing = [i for i, value in enumerate(dataset[label_column]) if _is_missing(value)]
+            if isinstance(label_feature, ClassLabel) and split != "test":
+                missing += [i for i, value in enumerate(dataset[label_column]) if value == -1]
+            if missing:
+                bad[f"column '{label_column}' (missing label)"] = sorted(missing)
+        if not bad:
+            continue
+        all_rows = sorted({i for rows in bad.values() for i in rows})
+        if not drop_invalid_examples:
+            details = "; ".join(f"{problem}: {raw.where(split, rows)}" for problem, rows in bad.items())
+            raise InputError(
+                f"{raw.where(split)}: {len(all_rows)} invalid row(s). {details}. Fix them, or pass "
+                f"--drop_invalid_examples to drop them."
+            )
+        keep = sorted(set(range(len(dataset))) - set(all_rows))
+        if not keep:
+            raise InputError(f"{raw.where(split)}: every row is invalid ({', '.join(bad)}).")
+        logger.warning("Dropped %d invalid row(s) of %s (%s).", len(all_rows), raw.where(split), ", ".join(bad))
+        raw.splits[split] = dataset.select(keep)
+
+
+def _label_values(raw: RawData, label_column: str, split: str) -> list:
+    """The labels of a split as strings (ClassLabel ids become their names; integral floats become ints)."""
+    dataset = raw.splits[split]
+    feature = dataset.features[label_column]
+    values = dataset[label_column]
+    if isinstance(feature, ClassLabel):
+        return [feature.int2str(v) if v >= 0 else None for v in values]
+    if any(isinstance(v, list | dict) for v in values[:100]):
+        raise InputError(
+            f"{raw.where(split)}: column '{label_column}' holds lists or mappings; hftl trains single-label "
+            f"classifiers, one label per row."
+        )
+    if any(isinstance(v, float) for v in values):
+        fractional = [i for i, v in enumerate(values) if isinstance(v, float) and not float(v).is_integer()]
+        if fractional:
+            raise InputError(
+                f"{raw.where(split, fractional)}: column '{label_column}' holds fractional numbers; hftl trains "
+                f"classifiers, and needs class names or integer class ids."
+            )
+        values = [int(v) for v in values]
+    return [v if isinstance(v, str) else str(v) for v in values]
+
+
+def _merge_variants(values_by_split: dict[str, list[str]], merge: bool, raw: RawData, label_column: str) -> None:
+    """Labels that differ only by case or surrounding spaces: refuse, or merge into the most frequent spelling."""
+    spellings: dict[str, Counter] = defaultdict(Counter)
+    for values in values_by_split.values():
+        for v in values:
+            if v is not None:
+                spellings[v.strip().casefold()][v] += 1
+    variants = {key: counter for key, counter in spellings.items() if len(counter) > 1}
+    if not variants:
+        return
+    groups = "; ".join(" / ".join(repr(s) for s in counter) for counter in variants.values())
+    if not merge:
+        raise InputError(
+            f"Column '{label_column}' has labels that differ only by case or surrounding spaces: {groups}. "
+            f"They would become separate classes. Fix the data, or pass --merge_label_variants to merge each group "
+            f"into its most frequent spelling."
+        )
+    canonical = {
+        spelling: counter.most_common(1)[0][0] for counter in variants.values() for spelling in counter
+    }
+    logger.warning("Merged label variants into their most frequent spelling: %s", canonical)
+    for split, values in values_by_split.items():
+        values_by_split[split] = [canonical.get(v, v) for v in values]
+
+
+def _sort_key(name: str):
+    try:
+        return (0, int(name), name)
+    except ValueError:
+        return (1, 0, name)
+
+
+def check_and_encode(
+    raw: RawData,
+    input_columns: list[str],
+    label_column: str,
+    is_valid_input: Callable[[object], bool],
+    input_problem: str,
+    drop_invalid_examples: bool = False,
+    merge_label_variants: bool = False,
+    validation_split_percentage: float = 10.0,
+    seed: int = 42,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    max_predict_samples: int | None = None,
+) -> tuple[DatasetDict, LabelInfo]:
+    """Validate the raw splits and encode their labels.
+
+    Args:
+        raw: the loaded splits (see `load_raw_data`).
+        input_columns: the columns the model reads (text, image path, audio ...).
+        label_column: the column holding class names or integer ids.
+        is_valid_input: True for a usable input cell.
+        input_problem: what an invalid input cell is, for the message ("empty or not a string").
+        drop_invalid_examples: drop invalid rows with a count instead of raising.
+        merge_label_variants: merge labels that differ only by case or spaces instead of raising.
+        validation_split_percentage: share of train carved out (stratified, seeded) if there is no validation split.
+        seed: seed of that split.
+        max_train_samples / max_eval_samples / max_predict_samples: keep the first N rows of each split.
+
+    Returns:
+        The splits with the labels in a `ClassLabel` column named `labels` (test may lack it), and the `LabelInfo`.
+
+    Raises:
+        InputError: a missing column (the available ones are listed), an empty split, invalid rows (their row
+            numbers), labels in validation / test never seen in train (named), case / space label variants,
+            fractional or nested labels.
+    """
+    if "train" not in raw.splits:
+        raise InputError(f"The data has no 'train' split (it has {sorted(raw.splits)}).")
+    unlabelled = _check_columns(raw, input_columns, label_column)
+    _check_rows(raw, input_columns, label_column, is_valid_input, input_problem, drop_invalid_examples, unlabelled)
+
+    values = {split: _label_values(raw, label_column, split) for split in raw.splits if split not in unlabelled}
+    if "test" in values and all(v is None for v in values["test"]):  # e.g. GLUE test sets, labelled -1
+        unlabelled.add("test")
+        del values["test"]
+    labelled = list(values)
+    _merge_variants(values, merge_label_variants, raw, label_column)
+
+    train_feature = raw.splits["train"].features[label_column]
+    if isinstance(train_feature, ClassLabel):
+        names = list(train_feature.names)
+    else:
+        names = sorted(set(values["train"]), key=_sort_key)
+    if len(set(values["train"])) < 2:
+        raise InputError(f"{raw.where('train')}: only one class ({names}); a classifier needs at least two.")
+    seen = set(values["train"])
+    for split in labelled:
+        unseen = sorted(set(values[split]) - seen - {None})
+        if unseen:
+            raise InputError(
+                f"{raw.where(split)}: label(s) {unseen} never occur in train ({raw.where('train')}). "
+                f"Add training examples of them, or remove those rows."
+            )
+
+    label2id = {name: i for i, name in enumerate(names)}
+    class_label = ClassLabel(names=names)
+    splits = DatasetDict()
+    for split, dataset in raw.splits.items():
+        dataset = dataset.remove_columns([c for c in dataset.column_names if c not in input_columns])
+        if split in labelled:
+            ids = [label2id[v] if v is not None else -1 for v in values[split]]
+            dataset = dataset.add_column(LABELS, ids).cast_column(LABELS, class_label)
+        splits[split] = dataset
+
+    if "validation" not in splits:
+        fraction = validation_split_percentage / 100
+        try:
+            carved = splits["train"].train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABELS)
+        except ValueError as error:
+            logger.warning("Stratified validation split impossible (%s); splitting at random.", error)
+            carved = splits["train"].train_test_split(test_size=fraction, seed=seed)
+        splits["train"], splits["validation"] = carved["train"], carved["test"]
+        logger.info(
+            "No validation split given: carved %d of %d training examples (%.1f%%, stratified, seed %d).",
+            len(carved["test"]), len(carved["train"]) + len(carved["test"]), validation_split_percentage, seed,
+        )
+
+    for split, limit in (("train", max_train_samples), ("validation", max_eval_samples), ("test", max_predict_samples)):
+        if limit is not None and split in splits and len(splits[split]) > limit:
+            splits[split] = splits[split].select(range(limit))
+
+    counts = {
+        split: [dataset[LABELS].count(i) for i in range(len(names))]
+        for split, dataset in splits.items()
+        if LABELS in dataset.column_names
+    }
+    return splits, LabelInfo(names=names, counts=counts)

@@ -1,0 +1,117 @@
+"""Load the raw splits of a run from a built-in dataset, local files or the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from datasets import DatasetDict, load_dataset
+
+from hftl.data.builtin import BUILTIN_DATASETS, load_builtin
+from hftl.errors import InputError
+
+# file extension -> `datasets` builder name
+FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class RawData:
+    """Raw splits and where each came from.
+
+    Attributes:
+        splits: `train`, and any of `validation`, `test`, with the user's columns untouched.
+        sources: split name -> a phrase naming its origin for error messages ("file data/train.csv").
+        description: one line for the model card.
+        hub_dataset: the Hub dataset id, when the data came from the Hub (for the model card metadata).
+        csv_splits: splits read from CSV files, whose row i sits on line i + 2 of the file.
+    """
+
+    splits: DatasetDict
+    sources: dict[str, str]
+    description: str
+    hub_dataset: str | None = None
+    csv_splits: set[str] = field(default_factory=set)
+
+    def where(self, split: str, rows: list[int] | None = None) -> str:
+        """`sources[split]`, plus row numbers (and CSV line numbers) when given."""
+        text = self.sources.get(split, f"split '{split}'")
+        if rows:
+            shown = rows[:20]
+            more = f" and {len(rows) - len(shown)} more" if len(rows) > len(shown) else ""
+            text += f", rows {shown}{more} (0-based"
+            text += ", header not counted; file line = row + 2)" if split in self.csv_splits else ")"
+        return text
+
+
+def _load_file(split: str, path: str) -> DatasetDict:
+    if not os.path.isfile(path):
+        raise InputError(f"--{split}_file {path}: no such file.")
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in FILE_BUILDERS:
+        raise InputError(
+            f"--{split}_file {path}: unsupported extension '{extension}'. Use one of {sorted(FILE_BUILDERS)}."
+        )
+    kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
+    try:
+        loaded = load_dataset(FILE_BUILDERS[extension], data_files={split: path}, **kwargs)
+    except Exception as error:  # datasets wraps parser errors in several exception types
+        cause = error.__cause__ or error
+        raise InputError(
+            f"--{split}_file {path} does not parse as {FILE_BUILDERS[extension].upper()}: "
+            f"{type(cause).__name__}: {str(cause).strip()[:500]}"
+        ) from None
+    return loaded
+
+
+def load_raw_data(
+    dataset_name: str | None,
+    dataset_config_name: str | None = None,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    test_file: str | None = None,
+    default_dataset: str | None = None,
+    cache_dir: str | None = None,
+    token: str | None = None,
+) -> RawData:
+    """Read the raw splits from local files, a built-in dataset, or a Hub dataset, in that order of precedence.
+
+    With none of them given, the recipe's `default_dataset` (a built-in name) is used.
+
+    Raises:
+        InputError: a file is missing, has an unknown extension or does not parse; a dataset cannot be found;
+            the data has no train split.
+    """
+    if train_file:
+        splits, sources = DatasetDict(), {}
+        csv_splits = set()
+        for split, path in (("train", train_file), ("validation", validation_file), ("test", test_file)):
+            if path:
+                splits[split] = _load_file(split, path)[split]
+                sources[split] = f"--{split}_file {path}"
+                if path.lower().endswith((".csv", ".tsv")):
+                    csv_splits.add(split)
+        names = ", ".join(os.path.basename(p) for p in (train_file, validation_file, test_file) if p)
+        return RawData(splits, sources, f"local files ({names})", csv_splits=csv_splits)
+
+    name = dataset_name or default_dataset
+    if name is None:
+        raise InputError("No data given: pass --dataset_name or --train_file (see `hftl datasets`).")
+    if name in BUILTIN_DATASETS:
+        entry = BUILTIN_DATASETS[name]
+        splits = load_builtin(name)
+        sources = {split: f"built-in dataset '{name}', {split} split" for split in splits}
+        return RawData(splits, sources, f"built-in `{name}`: {entry.description} Source: {entry.source}")
+
+    try:
+        splits = load_dataset(name, dataset_config_name, cache_dir=cache_dir, token=token)
+    except Exception as error:
+        raise InputError(
+            f"--dataset_name {name}: not a built-in dataset ({', '.join(sorted(BUILTIN_DATASETS))}) and could not be "
+            f"loaded from the Hub: {type(error).__name__}: {str(error).strip()[:300]}"
+        ) from None
+    if "validation" not in splits:
+        for alias in ("valid", "dev", "val"):
+            if alias in splits:
+                splits["validation"] = splits.pop(alias)
+    sources = {split: f"Hub dataset '{name}', {split} split" for split in splits}
+    return RawData(DatasetDict(splits), sources, f"Hub dataset `{name}`", hub_dataset=name)

@@ -1,0 +1,8 @@
+"""Errors that hftl raises for bad input, before any model is loaded or any step is trained."""
+
+
+class InputError(ValueError):
+    """A user input (flag, file, column, row or label) that hftl refuses, with what would fix it.
+
+    Recipes print the message without a traceback and exit with status 2.
+    """

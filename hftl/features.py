@@ -1,0 +1,116 @@
+"""Cached feature extraction: run the frozen backbone once, then train the head on the stored features.
+
+The features are the input of the model's classification layer (its last `nn.Linear` producing one logit
+per class), taken in eval mode. When that layer is the only part that trains, training it on cached
+features is exactly training the whole model with the backbone frozen (minus dropout before the layer),
+and each epoch after the extraction costs a matrix product instead of a backbone pass.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from datasets import Dataset
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+FEATURES = "features"
+
+
+def classification_layer(model: nn.Module, num_labels: int) -> tuple[str, nn.Linear]:
+    """The last `nn.Linear` outside the backbone with `num_labels` outputs (e.g. `classifier`, `score`).
+
+    Raises:
+        ValueError: the model has no such layer.
+    """
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and module.out_features == num_labels and not name.startswith(prefix):
+            found = (name, module)
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no classification layer with {num_labels} outputs.")
+    return found
+
+
+def cache_is_exact(model: nn.Module, layer_name: str) -> bool:
+    """True when every trainable parameter belongs to the classification layer `layer_name`."""
+    return all(
+        name.startswith(layer_name + ".") for name, parameter in model.named_parameters() if parameter.requires_grad
+    )
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module, dataset: Dataset, collator, batch_size: int, layer: nn.Linear, device: torch.device
+) -> torch.Tensor:
+    """Inputs of `layer` for every example of `dataset`, in order.
+
+    Args:
+        model: the classifier (its backbone frozen); it runs in eval mode.
+        dataset: model-ready examples; a `labels` column is ignored.
+        collator: batches examples as in training.
+        batch_size: examples per forward pass.
+        layer: the classification layer whose input is captured.
+        device: where the forward passes run.
+
+    Returns:
+        Features of shape (N, F) on the CPU, float32.
+    """
+    captured: list[torch.Tensor] = []
+
+    def capture(_module, inputs):
+        features = inputs[0]
+        if features.dim() != 2:
+            raise ValueError(f"the classification layer's input has shape {tuple(features.shape)}, not (batch, F)")
+        captured.append(features.detach().float().cpu())
+
+    columns = [c for c in dataset.column_names if c != "labels"]
+    loader = DataLoader(dataset.select_columns(columns), batch_size=batch_size, collate_fn=collator)
+    was_training = model.training
+    model.eval()
+    handle = layer.register_forward_pre_hook(capture)
+    try:
+        for batch in tqdm(loader, desc="Extracting features", unit="batch"):
+            model(**{key: value.to(device) for key, value in batch.items()})
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+def feature_dataset(features: torch.Tensor, source: Dataset) -> Dataset:
+    """A dataset of cached `features` (N, F) with the `labels` of `source`, if it has them."""
+    columns = {FEATURES: features.numpy()}
+    if "labels" in source.column_names:
+        columns["labels"] = source["labels"]
+    return Dataset.from_dict(columns).with_format("torch")
+
+
+class CachedFeatureHead(nn.Module):
+    """The classification layer of a model, trained on cached features.
+
+    It shares its parameters with the model, so training it trains the model's own layer.
+
+    Args:
+        layer: the model's classification layer, mapping (B, F) to (B, C).
+
+    Shape:
+        features: (B, F) float; labels: (B,) long class ids. Returns `loss` (scalar) and `logits` (B, C).
+    """
+
+    def __init__(self, layer: nn.Linear):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        logits = self.layer(features)
+        output = {"logits": logits}
+        if labels is not None:
+            output["loss"] = F.cross_entropy(logits, labels)
+        return output

@@ -1,0 +1,9 @@
+"""Modalities: the only place where raw examples become model inputs and where the Auto class is chosen.
+
+Everything after a modality (strategies, training, evaluation, export) is shared by all of them.
+"""
+
+from hftl.modalities.base import Modality
+from hftl.modalities.text import TextModality
+
+__all__ = ["Modality", "TextModality"]

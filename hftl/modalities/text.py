@@ -1,0 +1,88 @@
+"""Text classification: a tokenizer turns one text (or a text pair) into `input_ids` and `attention_mask`."""
+
+from __future__ import annotations
+
+from datasets import DatasetDict
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    TrainingArguments,
+    default_data_collator,
+)
+
+from hftl.arguments import DataTrainingArguments, ModelArguments
+from hftl.assets import packaged_text_model
+from hftl.data.loading import RawData
+from hftl.errors import InputError
+from hftl.modalities.base import Modality
+
+DEFAULT_TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content")
+
+
+class TextModality(Modality):
+    name = "text"
+    auto_model_class = AutoModelForSequenceClassification
+    pipeline_task = "text-classification"
+    peft_task_type = "SEQ_CLS"
+    default_dataset = "rotten_tomatoes_critics"
+    input_problem = "empty or not a string"
+
+    def default_model(self) -> str:
+        return packaged_text_model()
+
+    def input_columns(self, data_args: DataTrainingArguments, raw: RawData) -> list[str]:
+        available = raw.splits["train"].column_names
+        text = data_args.text_column_name
+        pair = data_args.text_pair_column_name
+        if text is None:
+            text = next((c for c in DEFAULT_TEXT_COLUMNS if c in available), None)
+            if text is None:
+                raise InputError(
+                    f"{raw.where('train')}: no text column found among {available}. "
+                    f"Name it with --text_column_name."
+                )
+            if text == "sentence1" and pair is None and "sentence2" in available:
+                pair = "sentence2"
+        return [text] + ([pair] if pair else [])
+
+    def is_valid_input(self, value: object) -> bool:
+        return isinstance(value, str) and value.strip() != ""
+
+    def load_processor(self, model_args: ModelArguments, model_path: str):
+        return AutoTokenizer.from_pretrained(
+            model_args.tokenizer_name or model_path,
+            cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision,
+            token=model_args.token,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+
+    def preprocess(
+        self,
+        splits: DatasetDict,
+        processor,
+        input_columns: list[str],
+        data_args: DataTrainingArguments,
+        training_args: TrainingArguments,
+    ) -> DatasetDict:
+        max_length = min(data_args.max_seq_length, processor.model_max_length)
+        padding = "max_length" if data_args.pad_to_max_length else False
+
+        def tokenize(batch):
+            texts = [batch[column] for column in input_columns]
+            return processor(*texts, padding=padding, max_length=max_length, truncation=True)
+
+        with training_args.main_process_first(desc="tokenisation"):
+            return splits.map(
+                tokenize,
+                batched=True,
+                remove_columns=input_columns,
+                num_proc=data_args.preprocessing_num_workers,
+                desc="Tokenising",
+            )
+
+    def data_collator(self, processor, data_args: DataTrainingArguments):
+        if data_args.pad_to_max_length:
+            return default_data_collator
+        return DataCollatorWithPadding(processor)

@@ -1,0 +1,86 @@
+"""The model card (`README.md`) written beside every saved model."""
+
+from __future__ import annotations
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from hftl.assets import hub_id_of
+from hftl.data.checks import LabelInfo
+
+_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")
+
+
+def _results_table(metrics: dict[str, float]) -> str:
+    rows = []
+    for prefix, name in (("eval", "validation"), ("test", "test")):
+        values = [metrics.get(f"{prefix}_{m}") for m in _METRICS]
+        if any(v is not None for v in values):
+            cells = " | ".join("" if v is None else f"{v:.4f}" for v in values)
+            rows.append(f"| {name} | {cells} |")
+    if not rows:
+        return "No evaluation was run."
+    header = "| split | " + " | ".join(_METRICS) + " |\n|---|" + "---|" * len(_METRICS)
+    return header + "\n" + "\n".join(rows) + "\n\nPrecision, recall and F1 are macro averages over the classes."
+
+
+def model_card(
+    *,
+    model_path: str,
+    pipeline_task: str,
+    data_description: str,
+    hub_dataset: str | None,
+    strategy: str,
+    strategy_details: str,
+    labels: LabelInfo,
+    metrics: dict[str, float],
+    hyperparameters: dict[str, object],
+    is_adapter: bool,
+) -> ModelCard:
+    """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics."""
+    base_model = hub_id_of(model_path)
+    data = ModelCardData(
+        library_name="peft" if is_adapter else "transformers",
+        pipeline_tag=pipeline_task,
+        base_model=base_model,
+        datasets=[hub_dataset] if hub_dataset else None,
+        metrics=list(_METRICS),
+        tags=["hftl", pipeline_task, f"strategy-{strategy.replace('_', '-')}"] + (["lora"] if is_adapter else []),
+    )
+    counts = labels.counts.get("train", [0] * len(labels.names))
+    label_rows = "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
+    hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
+    loader = (
+        "```python\nfrom peft import AutoPeftModelForSequenceClassification  # or the Auto class of your modality\n"
+        "model = AutoPeftModelForSequenceClassification.from_pretrained(path)\n```"
+        if is_adapter
+        else f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
+    )
+    content = f"""---
+{data.to_yaml()}
+---
+
+# {pipeline_task} model trained with hftl
+
+Adapted from **{base_model or model_path}** with hftl (strategy: `{strategy}`).
+
+## Data
+{data_description}
+
+## Adaptation strategy
+`{strategy}`: {strategy_details}
+
+## Labels
+| id | label | training examples |
+|---|---|---|
+{label_rows}
+
+## Results
+{_results_table(metrics)}
+
+## Training hyper-parameters
+{hyper_rows}
+
+## How to load
+{loader}
+"""
+    return ModelCard(content)

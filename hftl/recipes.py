@@ -1,0 +1,20 @@
+"""Entry point shared by the scripts in `recipes/`: clean exit on bad input."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from hftl.errors import InputError
+from hftl.modalities.base import Modality
+from hftl.training import run_classification
+
+
+def main(modality: Modality, defaults: dict[str, Any], args: list[str] | None = None) -> int:
+    """Run a recipe; bad input prints `error: ...` (no traceback) and returns 2."""
+    try:
+        run_classification(modality, defaults, args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
