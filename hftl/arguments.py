@@ -144,8 +144,12 @@ class StrategyArguments:
         default=None,
         metadata={"help": "lora: module names to adapt (default: the attention query/value projections)."},
     )
-    save_merged_model: bool = field(
-        default=False, metadata={"help": "lora: also save the adapter merged into the base model in output_dir/merged."}
+    merge_adapter: bool = field(
+        default=True,
+        metadata={
+            "help": "lora: save the adapter merged into the base model, as a plain model, in output_dir (the adapter "
+            "alone goes to output_dir/adapter). With false, output_dir holds only the adapter."
+        },
     )
 
     def __post_init__(self):
@@ -225,6 +229,8 @@ def resolved_config(*arguments: Any) -> dict[str, Any]:
             value = getattr(obj, f.name)
             if hasattr(value, "value"):  # enums such as IntervalStrategy
                 value = value.value
+            elif dataclasses.is_dataclass(value):  # e.g. accelerator_config
+                value = dataclasses.asdict(value)
             if isinstance(obj, TrainingArguments) and f.name == "report_to" and value == []:
                 value = "none"
             try:

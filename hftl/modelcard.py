@@ -49,12 +49,17 @@ def model_card(
     counts = labels.counts.get("train", [0] * len(labels.names))
     label_rows = "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
-    loader = (
-        "```python\nfrom peft import AutoPeftModelForSequenceClassification  # or the Auto class of your modality\n"
-        "model = AutoPeftModelForSequenceClassification.from_pretrained(path)\n```"
-        if is_adapter
-        else f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
-    )
+    if is_adapter:
+        loader = (
+            "This folder holds a LoRA adapter. The base model's config does not know the labels, so pass them:\n"
+            "```python\nfrom peft import AutoPeftModelForSequenceClassification  # or the Auto class of your modality\n"
+            f"model = AutoPeftModelForSequenceClassification.from_pretrained(\n    path, num_labels={len(labels.names)}, "
+            f"id2label={labels.id2label}, label2id={labels.label2id}\n)\n```"
+        )
+    else:
+        loader = f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
+    if strategy == "lora" and not is_adapter:
+        loader += "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
     content = f"""---
 {data.to_yaml()}
 ---

@@ -175,6 +175,7 @@ def _train_cached_head(
         push_to_hub=False,
         remove_unused_columns=False,
         gradient_checkpointing=False,
+        train_sampling_strategy="random",  # cached features have no length to group by
     )
     trainer = Trainer(
         model=CachedFeatureHead(layer),
@@ -276,20 +277,22 @@ def _evaluate(stage: Stage, split: str, prefix: str, labels: LabelInfo, output_d
 
 
 def _save(model, stage: Stage, processor, output_dir: str, strategy_args: StrategyArguments) -> None:
+    """Save the artifact: a plain Hugging Face model in `output_dir` (LoRA: merged, adapter in `adapter/`)."""
     trainer = stage.trainer
-    if trainer.model is model:
+    if strategy_args.strategy == "lora":
+        if trainer.is_world_process_zero():
+            adapter_dir = os.path.join(output_dir, "adapter") if strategy_args.merge_adapter else output_dir
+            model.save_pretrained(adapter_dir)
+            processor.save_pretrained(adapter_dir)
+            if strategy_args.merge_adapter:
+                model.merge_and_unload().save_pretrained(output_dir)
+                processor.save_pretrained(output_dir)
+            logger.info("Saved the LoRA adapter to %s", adapter_dir)
+    elif trainer.model is model:
         trainer.save_model(output_dir)  # handles FSDP / DeepSpeed gathering and the main-process check
     elif trainer.is_world_process_zero():
         model.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
-    if strategy_args.strategy == "lora" and trainer.is_world_process_zero():
-        # the adapter folder alone also loads as a plain classifier: keep the labelled base config beside it
-        model.base_model.model.config.save_pretrained(output_dir)
-        if strategy_args.save_merged_model:
-            merged_dir = os.path.join(output_dir, "merged")
-            model.merge_and_unload().save_pretrained(merged_dir)
-            processor.save_pretrained(merged_dir)
-            logger.info("Saved the merged model to %s", merged_dir)
 
 
 def _push(output_dir: str, training_args: TrainingArguments) -> None:
@@ -406,7 +409,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
                 "seed": training_args.seed,
                 "trainable_parameters": f"{trainable:,} of {total:,}",
             },
-            is_adapter=strategy_args.strategy == "lora",
+            is_adapter=strategy_args.strategy == "lora" and not strategy_args.merge_adapter,
         ).save(os.path.join(output_dir, "README.md"))
         logger.info("Saved the model, its card and results to %s", output_dir)
         if push_to_hub:

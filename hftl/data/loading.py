@@ -56,6 +56,8 @@ def _load_file(split: str, path: str) -> DatasetDict:
         loaded = load_dataset(FILE_BUILDERS[extension], data_files={split: path}, **kwargs)
     except Exception as error:  # datasets wraps parser errors in several exception types
         cause = error.__cause__ or error
+        if "corresponds to no data" in str(error) or os.path.getsize(path) == 0:
+            raise InputError(f"--{split}_file {path} is empty: it needs at least one example.") from None
         raise InputError(
             f"--{split}_file {path} does not parse as {FILE_BUILDERS[extension].upper()}: "
             f"{type(cause).__name__}: {str(cause).strip()[:500]}"

@@ -1,0 +1,57 @@
+"""Metrics against hand-computed values; cached features against the full forward pass."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+from hftl.arguments import StrategyArguments
+from hftl.features import CachedFeatureHead, cache_is_exact, classification_layer, extract_features
+from hftl.metrics import per_class_report, save_confusion_matrix, summary_metrics
+from hftl.strategies import apply_strategy, model_parts
+
+
+def test_summary_metrics_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predictions = np.array([0, 0, 1, 1, 1, 1])
+    m = summary_metrics(predictions, labels, 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # per class precision: 1, 2/4, 0; recall: 2/3, 1, 0
+    assert m["precision"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert m["recall"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 2 * 0.5 * 1 / 1.5, 0]
+    assert m["f1"] == pytest.approx(sum(f1) / 3)
+    assert m["balanced_accuracy"] == pytest.approx(m["recall"])
+
+
+def test_report_and_png(tmp_path):
+    report = per_class_report(np.array([0, 1, 1]), np.array([0, 1, 0]), ["cat", "dog"])
+    assert report["confusion_matrix"] == [[1, 1], [0, 1]]
+    assert report["per_class"]["dog"]["precision"] == pytest.approx(0.5)
+    path = tmp_path / "cm.png"
+    save_confusion_matrix(report, str(path), "test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cached_features_reproduce_the_full_model(tiny_bert_dir):
+    model, info = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3, output_loading_info=True)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    apply_strategy(model, model_parts(model, info["missing_keys"]), StrategyArguments(strategy="feature_extraction"))
+    name, layer = classification_layer(model, 3)
+    assert name == "classifier" and cache_is_exact(model, name)
+    texts = ["good film", "the plot was very dull and boring", "nice", "awful story"]
+    dataset = Dataset.from_dict(dict(tokenizer(texts)))
+    features = extract_features(model, dataset, DataCollatorWithPadding(tokenizer), 3, layer, torch.device("cpu"))
+    assert features.shape == (4, 32)
+    model.eval()
+    with torch.no_grad():
+        full = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+        cached = CachedFeatureHead(layer)(features)["logits"]
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_is_not_exact_when_more_than_the_layer_trains(tiny_bert_dir):
+    model, info = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2, output_loading_info=True)
+    apply_strategy(model, model_parts(model, info["missing_keys"]), StrategyArguments(strategy="freeze", num_frozen_layers=1))
+    assert not cache_is_exact(model, "classifier")
