@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from datasets import Dataset
 from torch import nn
@@ -45,11 +46,14 @@ def cache_is_exact(model: nn.Module, layer_name: str) -> bool:
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_features(
     model: nn.Module, dataset: Dataset, collator, batch_size: int, layer: nn.Linear, device: torch.device
 ) -> torch.Tensor:
-    """Inputs of `layer` for every example of `dataset`, in order.
+    """Inputs of `layer` for every example of `dataset`, in the dataset's order.
+
+    Token sequences are batched by length (shortest first) so that batches carry little padding;
+    the features come back in the original order.
 
     Args:
         model: the classifier (its backbone frozen); it runs in eval mode.
@@ -61,6 +65,9 @@ def extract_features(
 
     Returns:
         Features of shape (N, F) on the CPU, float32.
+
+    Raises:
+        ValueError: the layer's input is not (batch, F).
     """
     captured: list[torch.Tensor] = []
 
@@ -70,8 +77,12 @@ def extract_features(
             raise ValueError(f"the classification layer's input has shape {tuple(features.shape)}, not (batch, F)")
         captured.append(features.detach().float().cpu())
 
-    columns = [c for c in dataset.column_names if c != "labels"]
-    loader = DataLoader(dataset.select_columns(columns), batch_size=batch_size, collate_fn=collator)
+    dataset = dataset.select_columns([c for c in dataset.column_names if c != "labels"])
+    order = None
+    if "input_ids" in dataset.column_names:
+        order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+        dataset = dataset.select(order)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
     was_training = model.training
     model.eval()
     handle = layer.register_forward_pre_hook(capture)
@@ -81,7 +92,12 @@ def extract_features(
     finally:
         handle.remove()
         model.train(was_training)
-    return torch.cat(captured)
+    features = torch.cat(captured)
+    if order is not None:
+        restored = torch.empty_like(features)
+        restored[torch.from_numpy(order)] = features
+        features = restored
+    return features
 
 
 def feature_dataset(features: torch.Tensor, source: Dataset) -> Dataset:

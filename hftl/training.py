@@ -66,17 +66,17 @@ class Stage:
 
 
 def _setup_logging(training_args: TrainingArguments) -> None:
+    """hftl logs at INFO on the main process (WARNING on the others); transformers follows `--log_level`."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    level = training_args.get_process_log_level()
-    logger.setLevel(level)
-    logging.getLogger("hftl").setLevel(level)
-    transformers.utils.logging.set_verbosity(level)
+    transformers_level = training_args.get_process_log_level()
+    transformers.utils.logging.set_verbosity(transformers_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
+    logger.setLevel(logging.INFO if training_args.should_log else transformers_level)
 
 
 def _parse(defaults: dict[str, Any] | None, args: list[str] | None):
