@@ -61,7 +61,7 @@ def hftl_run(model_path, args, output_dir, *flags) -> dict:
         "--model_name_or_path", model_path, "--output_dir", output_dir, "--max_train_samples", str(args.train_samples),
         "--per_device_train_batch_size", str(args.batch_size), "--max_seq_length", str(args.max_seq_length),
         "--learning_rate", "1e-4", "--save_strategy", "no", "--eval_strategy", "no", "--do_eval", "false",
-        "--do_predict", "false", "--disable_tqdm", "true", "--logging_steps", "10000", "--report_to", "none",
+        "--do_predict", "false", "--do_train", "true", "--disable_tqdm", "true", "--logging_steps", "10000", "--report_to", "none",
         "--seed", "42", "--train_sampling_strategy", "random",
     ]
     return run_classification(TextModality(), {}, common + list(flags))

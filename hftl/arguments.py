@@ -131,7 +131,11 @@ class StrategyArguments:
         default=1.0, metadata={"help": "two_stage: epochs of head-only training (at --learning_rate)."}
     )
     stage2_learning_rate: float | None = field(
-        default=None, metadata={"help": "two_stage: learning rate of stage 2 (default: --learning_rate / 10)."}
+        default=None,
+        metadata={
+            "help": "two_stage: learning rate of stage 2 (default: --learning_rate / 10 if you set --learning_rate, "
+            "else the recipe's fine-tuning rate)."
+        },
     )
     cache_features: bool = field(
         default=True,
@@ -191,10 +195,13 @@ def _load_config_file(path: str) -> dict[str, Any]:
 
 def parse_args(
     dataclass_types: tuple[type, ...], defaults: dict[str, Any] | None = None, args: list[str] | None = None
-) -> tuple:
+) -> tuple[tuple, set[str]]:
     """Parse flags into the given dataclasses (and `TrainingArguments`).
 
     Precedence, lowest first: the dataclass defaults, the recipe's `defaults`, the `--config` file, the command line.
+
+    Returns:
+        (the dataclass instances, the names of the flags the user set on the command line or in the config file).
 
     Raises:
         InputError: the config file is missing, does not parse or names an unknown flag.
@@ -205,6 +212,7 @@ def parse_args(
     pre_parser = argparse.ArgumentParser(add_help=False)
     pre_parser.add_argument("--config", default=None)
     known, _ = pre_parser.parse_known_args(args)
+    explicit: set[str] = set()
     if known.config:
         values = _load_config_file(known.config)
         flags = {action.dest for action in parser._actions}
@@ -212,8 +220,14 @@ def parse_args(
         if unknown:
             raise InputError(f"--config {known.config}: unknown flag(s) {unknown}. See --help for the flag names.")
         parser.set_defaults(**values)
+        explicit |= set(values)
     *parsed, _namespace = parser.parse_args_into_dataclasses(args=args)
-    return tuple(parsed)
+    import sys
+
+    for token in args if args is not None else sys.argv[1:]:
+        if token.startswith("--"):
+            explicit.add(token[2:].split("=", 1)[0].replace("-", "_"))
+    return tuple(parsed), explicit
 
 
 def resolved_config(*arguments: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import transformers
 import yaml
-from transformers import AutoConfig, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hftl.arguments import (
@@ -38,7 +38,8 @@ from hftl.features import (
 from hftl.metrics import flat_per_class, metrics_function, per_class_report, save_confusion_matrix, save_report
 from hftl.modalities.base import Modality
 from hftl.modelcard import model_card
-from hftl.strategies import ModelParts, apply_strategy, log_parameter_counts, model_parts, unfreeze_top
+from hftl.trainer import HftlTrainer
+from hftl.strategies import DEFAULT_LEARNING_RATES, ModelParts, apply_strategy, log_parameter_counts, model_parts, unfreeze_top
 
 logger = logging.getLogger("hftl")
 
@@ -59,7 +60,7 @@ STRATEGY_DETAILS = {
 class Stage:
     """What one training stage ran with, for the final evaluation and the results."""
 
-    trainer: Trainer
+    trainer: HftlTrainer
     eval_dataset: Any
     test_dataset: Any
     metrics: dict[str, float]
@@ -79,8 +80,19 @@ def _setup_logging(training_args: TrainingArguments) -> None:
     logger.setLevel(logging.INFO if training_args.should_log else transformers_level)
 
 
-def _parse(defaults: dict[str, Any] | None, args: list[str] | None):
-    return parse_args(ARGUMENT_TYPES, defaults, args)
+def _strategy_learning_rates(
+    strategy_args: StrategyArguments, training_args: TrainingArguments, explicit: set[str]
+) -> None:
+    """Without --learning_rate, head-only and LoRA training use their own default rate (`DEFAULT_LEARNING_RATES`)."""
+    fine_tuning_rate = training_args.learning_rate
+    if "learning_rate" not in explicit and strategy_args.strategy in DEFAULT_LEARNING_RATES:
+        training_args.learning_rate = DEFAULT_LEARNING_RATES[strategy_args.strategy]
+        logger.info(
+            "No --learning_rate given: using %g for strategy '%s'.", training_args.learning_rate, strategy_args.strategy
+        )
+    if strategy_args.strategy == "two_stage" and strategy_args.stage2_learning_rate is None:
+        explicit_rate = "learning_rate" in explicit
+        strategy_args.stage2_learning_rate = training_args.learning_rate / 10 if explicit_rate else fine_tuning_rate
 
 
 def load_model(auto_class, model_args: ModelArguments, model_path: str, labels: LabelInfo):
@@ -135,8 +147,8 @@ def _resume_checkpoint(training_args: TrainingArguments, run_args: RunArguments)
     return last
 
 
-def _trainer(model, args, datasets, collator, processor, num_labels) -> Trainer:
-    return Trainer(
+def _trainer(model, args, datasets, collator, processor, num_labels) -> HftlTrainer:
+    return HftlTrainer(
         model=model,
         args=args,
         data_collator=collator,
@@ -156,15 +168,18 @@ def _train_cached_head(
     start = time.perf_counter()
     device = training_args.device
     model.to(device)
+    wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    needed = {split: dataset for split, dataset in ready.items() if wanted.get(split)}
     cached = {
         split: feature_dataset(
             extract_features(model, dataset, collator, training_args.per_device_eval_batch_size, layer, device),
             dataset,
         )
-        for split, dataset in ready.items()
+        for split, dataset in needed.items()
     }
     extraction_seconds = time.perf_counter() - start
-    logger.info("Extracted features of %d examples in %.1f s.", sum(len(d) for d in ready.values()), extraction_seconds)
+    num_examples = sum(len(d) for d in needed.values())
+    logger.info("Extracted features of %d examples in %.1f s.", num_examples, extraction_seconds)
     args = dataclasses.replace(
         training_args,
         output_dir=output_dir,
@@ -177,7 +192,7 @@ def _train_cached_head(
         gradient_checkpointing=False,
         train_sampling_strategy="random",  # cached features have no length to group by
     )
-    trainer = Trainer(
+    trainer = HftlTrainer(
         model=CachedFeatureHead(layer),
         args=args,
         train_dataset=cached.get("train"),
@@ -188,7 +203,7 @@ def _train_cached_head(
     if training_args.do_train:
         metrics = dict(trainer.train().metrics)
     metrics["feature_extraction_runtime"] = round(extraction_seconds, 4)
-    metrics["feature_extraction_samples_per_second"] = round(sum(len(d) for d in ready.values()) / extraction_seconds, 3)
+    metrics["feature_extraction_samples_per_second"] = round(num_examples / max(extraction_seconds, 1e-9), 3)
     return Stage(trainer, cached.get("validation"), cached.get("test"), metrics)
 
 
@@ -330,10 +345,10 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     Raises:
         InputError: bad flags or data, raised before any model is loaded.
     """
-    model_args, data_args, strategy_args, run_args, training_args = _parse(defaults, args)
+    parsed, explicit = parse_args(ARGUMENT_TYPES, defaults, args)
+    model_args, data_args, strategy_args, run_args, training_args = parsed
     _setup_logging(training_args)
-    if strategy_args.strategy == "two_stage" and strategy_args.stage2_learning_rate is None:
-        strategy_args.stage2_learning_rate = training_args.learning_rate / 10
+    _strategy_learning_rates(strategy_args, training_args, explicit)
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # the finished folder is pushed once, with its card, by `_push`
     set_seed(training_args.seed)

@@ -169,3 +169,24 @@ def test_resume_from_last_checkpoint(tiny_bert_dir, text_files, tmp_path, caplog
     assert (output_dir / "checkpoint-8").is_dir()
     metrics = run_classification(TextModality(), DEFAULTS, args[:] + ["--num_train_epochs", "3"])
     assert "Resuming from" in caplog.text and metrics["epoch"] == 3.0
+
+
+def test_predictions_keep_row_order_with_length_grouping(tiny_bert_dir, tmp_path):
+    from conftest import make_texts, write_csv
+
+    rows = make_texts(64)
+    for i, row in enumerate(rows):  # very different lengths, so that grouping by length would reorder
+        row["text"] += " the" * (3 * (i % 7))
+    files = {"train_file": write_csv(tmp_path / "train.csv", rows), "test_file": write_csv(tmp_path / "test.csv", rows)}
+    output_dir = tmp_path / "out"
+    run_classification(TextModality(), DEFAULTS, _args(
+        tiny_bert_dir, files, output_dir, "--train_sampling_strategy", "group_by_length",
+        "--per_device_eval_batch_size", "4", "--num_train_epochs", "20", "--learning_rate", "1e-3"))
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    with torch.no_grad():
+        logits = model(**tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")).logits
+    with open(output_dir / "test_predictions.csv", encoding="utf-8") as handle:
+        saved = [r["prediction"] for r in csv.DictReader(handle)]
+    assert saved == [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert len(set(saved)) == 2  # a model that predicts one class would not test the order
