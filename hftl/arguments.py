@@ -51,7 +51,7 @@ class ModelArguments:
 
 @dataclass
 class DataTrainingArguments:
-    """Which data to train and evaluate on, and how to read it (names as in run_glue.py)."""
+    """Which data to train and evaluate on (names as in run_glue.py); shared by every modality."""
 
     dataset_name: str | None = field(
         default=None,
@@ -61,22 +61,10 @@ class DataTrainingArguments:
     train_file: str | None = field(default=None, metadata={"help": "CSV, JSON, JSON Lines or parquet training file."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation file, same format as train."})
     test_file: str | None = field(default=None, metadata={"help": "Test file, same format as train."})
-    text_column_name: str | None = field(
-        default=None, metadata={"help": "Text column (default: 'text', 'sentence' or 'sentence1', if present)."}
-    )
-    text_pair_column_name: str | None = field(
-        default=None, metadata={"help": "Second text column for sentence-pair tasks (e.g. 'sentence2')."}
-    )
     label_column_name: str = field(default="label", metadata={"help": "Label column (strings or integers)."})
     validation_split_percentage: float = field(
         default=10.0,
         metadata={"help": "Percent of train carved out (stratified, seeded) when no validation split is given."},
-    )
-    max_seq_length: int = field(
-        default=128, metadata={"help": "Tokens per text after tokenisation; longer texts are truncated."}
-    )
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every text to max_seq_length (default: pad each batch dynamically)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation examples."})
@@ -92,7 +80,6 @@ class DataTrainingArguments:
             "spelling (default: refuse them)."
         },
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for preprocessing."})
 
     def __post_init__(self):
         if self.dataset_name and self.train_file:
@@ -103,12 +90,72 @@ class DataTrainingArguments:
             raise InputError(
                 f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}."
             )
-        if self.max_seq_length < 1:
-            raise InputError(f"--max_seq_length must be positive, got {self.max_seq_length}.")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"--{name} must be positive, got {value}.")
+
+
+@dataclass
+class TextArguments:
+    """How texts become model inputs (text recipe; names as in run_glue.py)."""
+
+    text_column_name: str | None = field(
+        default=None, metadata={"help": "Text column (default: 'text', 'sentence' or 'sentence1', if present)."}
+    )
+    text_pair_column_name: str | None = field(
+        default=None, metadata={"help": "Second text column for sentence-pair tasks (e.g. 'sentence2')."}
+    )
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Tokens per text after tokenisation; longer texts are truncated."}
+    )
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every text to max_seq_length (default: pad each batch dynamically)."}
+    )
+
+    def __post_init__(self):
+        if self.max_seq_length < 1:
+            raise InputError(f"--max_seq_length must be positive, got {self.max_seq_length}.")
+
+
+@dataclass
+class FolderDataArguments:
+    """Data laid out in folders, one sub-folder per class (`imagefolder` / `audiofolder`)."""
+
+    train_dir: str | None = field(default=None, metadata={"help": "Folder of training files, one sub-folder per class."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Folder of validation files, same layout."})
+    test_dir: str | None = field(default=None, metadata={"help": "Folder of test files, same layout."})
+
+    def folders(self) -> dict[str, str]:
+        return {
+            split: path
+            for split, path in (("train", self.train_dir), ("validation", self.validation_dir), ("test", self.test_dir))
+            if path
+        }
+
+
+@dataclass
+class ImageArguments(FolderDataArguments):
+    """How images become model inputs (image recipe; names as in run_image_classification.py)."""
+
+    image_column_name: str | None = field(
+        default=None,
+        metadata={"help": "Column of images or image paths (default: 'image', 'img', 'image_path', 'path' or 'file')."},
+    )
+    augment: bool = field(
+        default=True, metadata={"help": "Random resized crop (and flip, see --random_flip) of training images."}
+    )
+    random_flip: bool | None = field(
+        default=None,
+        metadata={"help": "Random horizontal flip of training images (default: on, off for built-in digit sets)."},
+    )
+    min_crop_scale: float = field(
+        default=0.5, metadata={"help": "Smallest area fraction kept by the random resized crop."}
+    )
+
+    def __post_init__(self):
+        if not 0 < self.min_crop_scale <= 1:
+            raise InputError(f"--min_crop_scale must be in (0, 1], got {self.min_crop_scale}.")
 
 
 @dataclass

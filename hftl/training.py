@@ -43,7 +43,13 @@ from hftl.strategies import DEFAULT_LEARNING_RATES, ModelParts, apply_strategy, 
 
 logger = logging.getLogger("hftl")
 
-ARGUMENT_TYPES = (ModelArguments, DataTrainingArguments, StrategyArguments, RunArguments, TrainingArguments)
+
+
+def argument_types(modality: Modality) -> tuple[type, ...]:
+    """The dataclasses a recipe parses: model, data, the modality's own, strategy, run and `TrainingArguments`."""
+    return (ModelArguments, DataTrainingArguments, modality.arguments_class, StrategyArguments, RunArguments,
+            TrainingArguments)
+
 CONFIG_FILE = "hftl_config.yaml"
 
 STRATEGY_DETAILS = {
@@ -211,6 +217,7 @@ def _train(
     model,
     parts: ModelParts,
     ready,
+    unaugmented,
     collator,
     processor,
     labels: LabelInfo,
@@ -231,7 +238,7 @@ def _train(
         )
         if strategy_args.cache_features and cache_is_exact(model, layer_name):
             cached_stage = _train_cached_head(
-                model, layer_name, layer, ready, collator, training_args, epochs,
+                model, layer_name, layer, unaugmented(), collator, training_args, epochs,
                 training_args.learning_rate, num_labels, stage_dir,
             )
         else:
@@ -345,8 +352,10 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     Raises:
         InputError: bad flags or data, raised before any model is loaded.
     """
-    parsed, explicit = parse_args(ARGUMENT_TYPES, defaults, args)
-    model_args, data_args, strategy_args, run_args, training_args = parsed
+    parsed, explicit = parse_args(argument_types(modality), defaults, args)
+    model_args, data_args, modality_args, strategy_args, run_args, training_args = parsed
+    for key, value in modality.training_overrides.items():
+        setattr(training_args, key, value)
     _setup_logging(training_args)
     _strategy_learning_rates(strategy_args, training_args, explicit)
     push_to_hub = training_args.push_to_hub
@@ -357,9 +366,10 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     raw = load_raw_data(
         data_args.dataset_name, data_args.dataset_config_name, data_args.train_file, data_args.validation_file,
         data_args.test_file, default_dataset=modality.default_dataset, cache_dir=model_args.cache_dir,
-        token=model_args.token,
+        token=model_args.token, folders=getattr(modality_args, "folders", dict)(), folder_builder=modality.folder_builder,
     )
-    columns = modality.input_columns(data_args, raw)
+    columns = modality.input_columns(modality_args, raw)
+    modality.prepare_raw(raw, columns, modality_args)
     splits, labels = check_and_encode(
         raw, columns, data_args.label_column_name, modality.is_valid_input, modality.input_problem,
         drop_invalid_examples=data_args.drop_invalid_examples, merge_label_variants=data_args.merge_label_variants,
@@ -374,8 +384,11 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     model_path = model_args.model_name_or_path or modality.default_model()
     processor = modality.load_processor(model_args, model_path)
     model, new_parameters = load_model(modality.auto_model_class, model_args, model_path, labels)
-    ready = modality.preprocess(splits, processor, columns, data_args, training_args)
-    collator = modality.data_collator(processor, data_args)
+    ready = modality.preprocess(splits, processor, columns, modality_args, training_args)
+    collator = modality.data_collator(processor, modality_args)
+
+    def unaugmented():  # deterministic inputs for feature caching
+        return modality.preprocess(splits, processor, columns, modality_args, training_args, augment=False)
 
     # 3. strategy
     parts = model_parts(model, new_parameters)
@@ -385,7 +398,9 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     trainable, total = log_parameter_counts(model, f"Strategy '{strategy_args.strategy}'")
 
     # 4. train, 5. evaluate
-    stage = _train(model, parts, ready, collator, processor, labels, strategy_args, training_args, run_args)
+    stage = _train(
+        model, parts, ready, unaugmented, collator, processor, labels, strategy_args, training_args, run_args
+    )
     output_dir = training_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
     metrics: dict[str, float] = {}
@@ -402,7 +417,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     # 6. save: model (or adapter), processor, card, results, resolved config
     _save(model, stage, processor, output_dir, strategy_args)
     if stage.trainer.is_world_process_zero():
-        config = resolved_config(model_args, data_args, strategy_args, run_args, training_args)
+        config = resolved_config(model_args, data_args, modality_args, strategy_args, run_args, training_args)
         config["push_to_hub"] = push_to_hub
         with open(os.path.join(output_dir, CONFIG_FILE), "w", encoding="utf-8") as handle:
             yaml.safe_dump(config, handle, sort_keys=False)

@@ -5,7 +5,10 @@ from transformers import TrainingArguments
 
 from hftl.arguments import DataTrainingArguments, StrategyArguments, parse_args
 from hftl.errors import InputError
-from hftl.training import ARGUMENT_TYPES, _strategy_learning_rates
+from hftl.modalities import TextModality
+from hftl.training import _strategy_learning_rates, argument_types
+
+ARGUMENT_TYPES = argument_types(TextModality())
 
 
 def _parse(args, defaults=None):
@@ -15,7 +18,7 @@ def _parse(args, defaults=None):
 def test_explicit_flags_are_tracked(tmp_path):
     config = tmp_path / "c.json"
     config.write_text('{"num_train_epochs": 4}')
-    (model, data, strategy, run, training), explicit = _parse(["--config", str(config), "--seed=3", "--strategy", "lora"])
+    (model, data, text, strategy, run, training), explicit = _parse(["--config", str(config), "--seed=3", "--strategy", "lora"])
     assert {"num_train_epochs", "seed", "strategy", "config"} <= explicit
     assert training.num_train_epochs == 4 and training.seed == 3 and strategy.strategy == "lora"
 
@@ -33,7 +36,7 @@ def test_explicit_flags_are_tracked(tmp_path):
     ],
 )
 def test_strategy_learning_rate_defaults(args, learning_rate, stage2):
-    (_, _, strategy, _, training), explicit = _parse(args + ["--output_dir", "x"])
+    (_, _, _, strategy, _, training), explicit = _parse(args + ["--output_dir", "x"])
     _strategy_learning_rates(strategy, training, explicit)
     assert training.learning_rate == pytest.approx(learning_rate)
     assert strategy.stage2_learning_rate == (pytest.approx(stage2) if stage2 else None)
@@ -55,7 +58,7 @@ def test_unknown_strategy_is_refused_by_the_parser(capsys):
 
 
 def test_training_arguments_names_are_transformers_own():
-    (_, _, _, _, training), _ = _parse(["--per_device_train_batch_size", "7", "--gradient_accumulation_steps", "3",
+    (_, _, _, _, _, training), _ = _parse(["--per_device_train_batch_size", "7", "--gradient_accumulation_steps", "3",
                                          "--eval_strategy", "steps", "--eval_steps", "5", "--output_dir", "x"])
     assert isinstance(training, TrainingArguments)
     assert (training.per_device_train_batch_size, training.gradient_accumulation_steps, training.eval_steps) == (7, 3, 5)

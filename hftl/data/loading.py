@@ -65,6 +65,23 @@ def _load_file(split: str, path: str) -> DatasetDict:
     return loaded
 
 
+def _load_folders(folders: dict[str, str], builder: str) -> RawData:
+    splits, sources = DatasetDict(), {}
+    for split, folder in folders.items():
+        if not os.path.isdir(folder):
+            raise InputError(f"--{split}_dir {folder}: no such folder.")
+        try:
+            splits[split] = load_dataset(builder, data_dir=folder, split="train")
+        except Exception as error:
+            raise InputError(
+                f"--{split}_dir {folder} does not load as an {builder} (one sub-folder per class): "
+                f"{type(error).__name__}: {str(error).strip()[:300]}"
+            ) from None
+        sources[split] = f"--{split}_dir {folder}"
+    names = ", ".join(f"{split}: {folder}" for split, folder in folders.items())
+    return RawData(splits, sources, f"local folders ({names})")
+
+
 def load_raw_data(
     dataset_name: str | None,
     dataset_config_name: str | None = None,
@@ -74,15 +91,24 @@ def load_raw_data(
     default_dataset: str | None = None,
     cache_dir: str | None = None,
     token: str | None = None,
+    folders: dict[str, str] | None = None,
+    folder_builder: str | None = None,
 ) -> RawData:
-    """Read the raw splits from local files, a built-in dataset, or a Hub dataset, in that order of precedence.
+    """Read the raw splits from local files or folders, a built-in dataset, or a Hub dataset, in that order.
 
-    With none of them given, the recipe's `default_dataset` (a built-in name) is used.
+    With none of them given, the recipe's `default_dataset` (a built-in name) is used. `folders` (split -> folder,
+    one sub-folder per class) are read with the `folder_builder` ("imagefolder", "audiofolder").
 
     Raises:
-        InputError: a file is missing, has an unknown extension or does not parse; a dataset cannot be found;
-            the data has no train split.
+        InputError: a file or folder is missing, has an unknown extension or does not parse; a dataset cannot be
+            found.
     """
+    if folders:
+        if train_file or dataset_name:
+            raise InputError("Give data either as folders (--train_dir ...), files (--train_file ...) or --dataset_name.")
+        if "train" not in folders:
+            raise InputError("--validation_dir / --test_dir need --train_dir as well.")
+        return _load_folders(folders, folder_builder or "imagefolder")
     if train_file:
         splits, sources = DatasetDict(), {}
         csv_splits = set()

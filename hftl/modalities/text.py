@@ -11,7 +11,7 @@ from transformers import (
     default_data_collator,
 )
 
-from hftl.arguments import DataTrainingArguments, ModelArguments
+from hftl.arguments import ModelArguments, TextArguments
 from hftl.assets import packaged_text_model
 from hftl.data.loading import RawData
 from hftl.errors import InputError
@@ -22,6 +22,7 @@ DEFAULT_TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content")
 
 class TextModality(Modality):
     name = "text"
+    arguments_class = TextArguments
     auto_model_class = AutoModelForSequenceClassification
     pipeline_task = "text-classification"
     peft_task_type = "SEQ_CLS"
@@ -31,10 +32,10 @@ class TextModality(Modality):
     def default_model(self) -> str:
         return packaged_text_model()
 
-    def input_columns(self, data_args: DataTrainingArguments, raw: RawData) -> list[str]:
+    def input_columns(self, args: TextArguments, raw: RawData) -> list[str]:
         available = raw.splits["train"].column_names
-        text = data_args.text_column_name
-        pair = data_args.text_pair_column_name
+        text = args.text_column_name
+        pair = args.text_pair_column_name
         if text is None:
             text = next((c for c in DEFAULT_TEXT_COLUMNS if c in available), None)
             if text is None:
@@ -63,11 +64,12 @@ class TextModality(Modality):
         splits: DatasetDict,
         processor,
         input_columns: list[str],
-        data_args: DataTrainingArguments,
+        args: TextArguments,
         training_args: TrainingArguments,
+        augment: bool = True,
     ) -> DatasetDict:
-        max_length = min(data_args.max_seq_length, processor.model_max_length)
-        padding = "max_length" if data_args.pad_to_max_length else False
+        max_length = min(args.max_seq_length, processor.model_max_length)
+        padding = "max_length" if args.pad_to_max_length else False
 
         def tokenize(batch):
             texts = [batch[column] for column in input_columns]
@@ -78,11 +80,10 @@ class TextModality(Modality):
                 tokenize,
                 batched=True,
                 remove_columns=input_columns,
-                num_proc=data_args.preprocessing_num_workers,
                 desc="Tokenising",
             )
 
-    def data_collator(self, processor, data_args: DataTrainingArguments):
-        if data_args.pad_to_max_length:
+    def data_collator(self, processor, args: TextArguments):
+        if args.pad_to_max_length:
             return default_data_collator
         return DataCollatorWithPadding(processor)
