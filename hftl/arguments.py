@@ -152,10 +152,16 @@ class ImageArguments(FolderDataArguments):
     min_crop_scale: float = field(
         default=0.5, metadata={"help": "Smallest area fraction kept by the random resized crop."}
     )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Resize images to N x N instead of the processor's size (saved with the processor)."},
+    )
 
     def __post_init__(self):
         if not 0 < self.min_crop_scale <= 1:
             raise InputError(f"--min_crop_scale must be in (0, 1], got {self.min_crop_scale}.")
+        if self.image_size is not None and self.image_size < 1:
+            raise InputError(f"--image_size must be positive, got {self.image_size}.")
 
 
 @dataclass

@@ -71,9 +71,15 @@ def per_class_report(predictions: np.ndarray, labels: np.ndarray, names: list[st
     }
 
 
+MAX_FLAT_CLASSES = 20
+
+
 def flat_per_class(report: dict, prefix: str) -> dict[str, float]:
-    """`{prefix}_f1_<label>`-style keys of a `per_class_report`, for `all_results.json`."""
+    """`{prefix}_f1_<label>`-style keys of a `per_class_report`, for `all_results.json` (up to 20 classes;
+    the report file always has them all)."""
     flat = {}
+    if len(report["labels"]) > MAX_FLAT_CLASSES:
+        return flat
     for name, figures in report["per_class"].items():
         for metric in ("precision", "recall", "f1"):
             flat[f"{prefix}_{metric}_{name}"] = figures[metric]

@@ -22,21 +22,24 @@ from hftl.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-# model_type -> LoRA target modules, for architectures peft's own table lacks
+# LoRA target modules by model type, for models without attention projections of a common name
 LORA_TARGET_MODULES = {
-    "vit": ["query", "value"],
-    "deit": ["query", "value"],
-    "swin": ["query", "value"],
-    "beit": ["query", "value"],
-    "dinov2": ["query", "value"],
-    "distilbert": ["q_lin", "v_lin"],
-    "whisper": ["q_proj", "v_proj"],
-    "wav2vec2": ["q_proj", "v_proj"],
-    "hubert": ["q_proj", "v_proj"],
-    "wavlm": ["q_proj", "v_proj"],
-    "audio-spectrogram-transformer": ["query", "value"],
-    "modernbert": ["Wqkv"],
+    "hftl_efficientnet_lite": ["expand_conv", "project_conv"],
+    "resnet": ["convolution"],
+    "convnext": ["pwconv1", "pwconv2"],
 }
+# attention projections, most specific first: the first group whose names all exist in the backbone is the default
+ATTENTION_PROJECTIONS = (
+    ("query", "value"),
+    ("q_proj", "v_proj"),
+    ("q_lin", "v_lin"),
+    ("query_proj", "value_proj"),
+    ("q", "v"),
+    ("Wqkv",),
+    ("qkv",),
+    ("c_attn",),
+    ("query_key_value",),
+)
 
 
 # Learning rates used when --learning_rate is not given: a head trained alone, or LoRA adapters, need far larger
@@ -160,39 +163,41 @@ def _module_names(parameter_names: list[str]) -> list[str]:
 
 
 def lora_target_modules(model: nn.Module, requested: list[str] | None) -> list[str]:
-    """The LoRA target modules: `requested`, or the defaults for the model type.
+    """The LoRA target modules: `requested`, or the model's attention query / value projections.
+
+    Defaults come from `LORA_TARGET_MODULES` for the model type, else from the first group of
+    `ATTENTION_PROJECTIONS` whose names all exist in the backbone (names change between transformers versions:
+    ViT's `query` became `q_proj` in 5.x, so they are looked up, not assumed).
 
     Raises:
-        InputError: a requested name matches no module; the message lists the candidate names
-            (the leaf names of the backbone's `nn.Linear` / `nn.Conv*` modules).
+        InputError: a requested name matches no module, or no default applies; the message lists the candidate
+            names (the leaf names of the backbone's `nn.Linear` / `nn.Conv*` modules).
     """
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
-
     prefix = model.base_model_prefix
     leaves = {
         name.rsplit(".", 1)[-1]
         for name, module in model.named_modules()
         if name.startswith(prefix + ".") and isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d)
     }
-    model_type = getattr(model.config, "model_type", "")
-    targets = requested or LORA_TARGET_MODULES.get(model_type) or PEFT_DEFAULTS.get(model_type)
-    if isinstance(targets, str):  # peft's table holds a few regular expressions
-        targets = [targets]
-    if not targets:
-        fallbacks = [name for name in ("query", "value", "q_proj", "v_proj") if name in leaves]
-        if not fallbacks:
+    if requested:
+        missing = [t for t in requested if t not in leaves]
+        if missing:
             raise InputError(
-                f"No default LoRA target modules for model type '{model_type}'. Pass --lora_target_modules, "
-                f"choosing among: {sorted(leaves)}."
+                f"--lora_target_modules {missing} match no module of {type(model).__name__}. "
+                f"Candidates: {sorted(leaves)}."
             )
-        targets = fallbacks
-    all_names = [name for name, _ in model.named_modules()]
-    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in all_names)]
-    if missing and requested:
-        raise InputError(
-            f"--lora_target_modules {missing} match no module of {type(model).__name__}. Candidates: {sorted(leaves)}."
-        )
-    return list(targets)
+        return list(requested)
+    model_type = getattr(model.config, "model_type", "")
+    groups = ([LORA_TARGET_MODULES[model_type]] if model_type in LORA_TARGET_MODULES else []) + [
+        list(group) for group in ATTENTION_PROJECTIONS
+    ]
+    for group in groups:
+        if all(name in leaves for name in group):
+            return group
+    raise InputError(
+        f"No default LoRA target modules for {type(model).__name__} (model type '{model_type}'). Pass "
+        f"--lora_target_modules, choosing among: {sorted(leaves)}."
+    )
 
 
 def apply_lora(model: nn.Module, parts: ModelParts, args: StrategyArguments, task_type: str | None):

@@ -375,15 +375,20 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         drop_invalid_examples=data_args.drop_invalid_examples, merge_label_variants=data_args.merge_label_variants,
         validation_split_percentage=data_args.validation_split_percentage, seed=training_args.seed,
         max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
-        max_predict_samples=data_args.max_predict_samples,
+        max_predict_samples=data_args.max_predict_samples, describe_input=modality.describe_input,
     )
     logger.info("Data: %s", raw.description)
     logger.info("Splits: %s; classes: %s", {s: len(d) for s, d in splits.items()}, labels.names)
 
     # 2. model and inputs
     model_path = model_args.model_name_or_path or modality.default_model()
-    processor = modality.load_processor(model_args, model_path)
+    if model_args.model_name_or_path is None:
+        for key, value in modality.default_model_flags.items():
+            if key not in explicit:
+                setattr(modality_args, key, value)
+    processor = modality.configure_processor(modality.load_processor(model_args, model_path), modality_args)
     model, new_parameters = load_model(modality.auto_model_class, model_args, model_path, labels)
+    model = modality.prepare_model(model)
     ready = modality.preprocess(splits, processor, columns, modality_args, training_args)
     collator = modality.data_collator(processor, modality_args)
 

@@ -74,3 +74,97 @@ def text_files(tmp_path) -> dict[str, str]:
         "validation_file": write_csv(tmp_path / "validation.csv", make_texts(16, seed=2)),
         "test_file": write_csv(tmp_path / "test.csv", make_texts(16, seed=3)),
     }
+
+
+# ---- images ---------------------------------------------------------------------------------------------------
+
+IMAGE_MODES = ("RGB", "L", "RGBA", "P", "I;16")
+
+
+def make_image(label: str, index: int, mode: str = "RGB", size=(20, 16)):
+    """A synthetic image whose class is visible: 'stripes' has horizontal bars, 'dots' a grid of bright points."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(index)
+    height, width = size[1], size[0]
+    array = rng.integers(0, 40, (height, width)).astype(np.float64)
+    if label == "stripes":
+        array[::4, :] = 230
+    else:
+        array[::4, ::4] = 230
+    array = array.clip(0, 255)
+    if mode == "I;16":
+        return Image.fromarray((array * 257).astype(np.uint16))
+    gray = Image.fromarray(array.astype(np.uint8), mode="L")
+    if mode == "L":
+        return gray
+    rgb = gray.convert("RGB")
+    if mode == "RGBA":
+        rgba = rgb.convert("RGBA")
+        rgba.putalpha(255)
+        return rgba
+    if mode == "P":
+        return rgb.convert("P", palette=Image.ADAPTIVE, colors=16)
+    return rgb
+
+
+@pytest.fixture
+def image_folders(tmp_path) -> dict[str, str]:
+    """train / validation / test image folders (class sub-folders), PNGs in every mode of IMAGE_MODES, odd sizes."""
+    folders = {}
+    for split, count in (("train", 24), ("validation", 8), ("test", 8)):
+        for i in range(count):
+            label = ("stripes", "dots")[i % 2]
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            mode = IMAGE_MODES[i % len(IMAGE_MODES)]
+            make_image(label, hash((split, i)) % 10_000, mode, size=(16 + i % 7, 12 + i % 5)).save(folder / f"{i}.png")
+        folders[f"{split}_dir"] = str(tmp_path / split)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer ViT (32 x 32 inputs) and its processor ({height, width} size)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    path = tmp_path_factory.mktemp("tiny_vit")
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=37, num_labels=5)
+    ViTForImageClassification(config).save_pretrained(path)  # a head for 5 other classes, as on the Hub
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_dir(tmp_path_factory) -> str:
+    """A randomly initialised tiny ResNet and a processor whose size is {shortest_edge} with a crop percentage."""
+    import torch
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    path = tmp_path_factory.mktemp("tiny_resnet")
+    torch.manual_seed(0)
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=3)
+    ResNetForImageClassification(config).save_pretrained(path)
+    ConvNextImageProcessor(size={"shortest_edge": 40}, crop_pct=0.875).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_efficientnet_lite_dir(tmp_path_factory) -> str:
+    """A randomly initialised two-stage EfficientNet-Lite, saved with its modeling code."""
+    import torch
+    from transformers import ViTImageProcessor
+
+    from hftl.models import EfficientNetLiteConfig, EfficientNetLiteForImageClassification
+
+    path = tmp_path_factory.mktemp("tiny_efficientnet_lite")
+    torch.manual_seed(0)
+    config = EfficientNetLiteConfig(stages=["r1_k3_s1_e1_i8_o8", "r2_k3_s2_e2_i8_o16"], stem_channels=8,
+                                    head_channels=32, image_size=32, num_labels=4)
+    EfficientNetLiteForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
+    return str(path)

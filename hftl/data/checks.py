@@ -78,15 +78,18 @@ def _check_rows(
     input_problem: str,
     drop_invalid_examples: bool,
     unlabelled: set[str],
+    describe_input: Callable[[object], str] | None,
 ) -> None:
     """Find rows with invalid inputs or missing labels; drop them (counted) or raise with their row numbers."""
     for split in list(raw.splits):
         dataset = raw.splits[split]
         bad: dict[str, list[int]] = {}
         for column in input_columns:
-            rows = [i for i, value in enumerate(dataset[column]) if not is_valid_input(value)]
+            values = dataset[column]
+            rows = [i for i, value in enumerate(values) if not is_valid_input(value)]
             if rows:
-                bad[f"column '{column}' ({input_problem})"] = rows
+                shown = f" e.g. {', '.join(describe_input(values[i]) for i in rows[:5])}" if describe_input else ""
+                bad[f"column '{column}' ({input_problem}{shown})"] = rows
         if split not in unlabelled:
             label_feature = dataset.features[label_column]
             missing = [i for i, value in enumerate(dataset[label_column]) if _is_missing(value)]
@@ -178,6 +181,7 @@ def check_and_encode(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     max_predict_samples: int | None = None,
+    describe_input: Callable[[object], str] | None = None,
 ) -> tuple[DatasetDict, LabelInfo]:
     """Validate the raw splits and encode their labels.
 
@@ -192,6 +196,7 @@ def check_and_encode(
         validation_split_percentage: share of train carved out (stratified, seeded) if there is no validation split.
         seed: seed of that split.
         max_train_samples / max_eval_samples / max_predict_samples: keep the first N rows of each split.
+        describe_input: shows an invalid input cell in messages (e.g. an image's path).
 
     Returns:
         The splits with the labels in a `ClassLabel` column named `labels` (test may lack it), and the `LabelInfo`.
@@ -204,7 +209,10 @@ def check_and_encode(
     if "train" not in raw.splits:
         raise InputError(f"The data has no 'train' split (it has {sorted(raw.splits)}).")
     unlabelled = _check_columns(raw, input_columns, label_column)
-    _check_rows(raw, input_columns, label_column, is_valid_input, input_problem, drop_invalid_examples, unlabelled)
+    _check_rows(
+        raw, input_columns, label_column, is_valid_input, input_problem, drop_invalid_examples, unlabelled,
+        describe_input,
+    )
 
     values = {split: _label_values(raw, label_column, split) for split in raw.splits if split not in unlabelled}
     if "test" in values and all(v is None for v in values["test"]):  # e.g. GLUE test sets, labelled -1

@@ -24,6 +24,8 @@ class RawData:
         description: one line for the model card.
         hub_dataset: the Hub dataset id, when the data came from the Hub (for the model card metadata).
         csv_splits: splits read from CSV files, whose row i sits on line i + 2 of the file.
+        files: split name -> the local file it was read from (relative paths inside resolve against its folder).
+        builtin: the built-in dataset's name, if the data is one.
     """
 
     splits: DatasetDict
@@ -31,6 +33,8 @@ class RawData:
     description: str
     hub_dataset: str | None = None
     csv_splits: set[str] = field(default_factory=set)
+    files: dict[str, str] = field(default_factory=dict)
+    builtin: str | None = None
 
     def where(self, split: str, rows: list[int] | None = None) -> str:
         """`sources[split]`, plus row numbers (and CSV line numbers) when given."""
@@ -119,7 +123,8 @@ def load_raw_data(
                 if path.lower().endswith((".csv", ".tsv")):
                     csv_splits.add(split)
         names = ", ".join(os.path.basename(p) for p in (train_file, validation_file, test_file) if p)
-        return RawData(splits, sources, f"local files ({names})", csv_splits=csv_splits)
+        files = {s: p for s, p in (("train", train_file), ("validation", validation_file), ("test", test_file)) if p}
+        return RawData(splits, sources, f"local files ({names})", csv_splits=csv_splits, files=files)
 
     name = dataset_name or default_dataset
     if name is None:
@@ -128,7 +133,7 @@ def load_raw_data(
         entry = BUILTIN_DATASETS[name]
         splits = load_builtin(name)
         sources = {split: f"built-in dataset '{name}', {split} split" for split in splits}
-        return RawData(splits, sources, f"built-in `{name}`: {entry.description} Source: {entry.source}")
+        return RawData(splits, sources, f"built-in `{name}`: {entry.description} Source: {entry.source}", builtin=name)
 
     try:
         splits = load_dataset(name, dataset_config_name, cache_dir=cache_dir, token=token)

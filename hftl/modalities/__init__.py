@@ -4,6 +4,7 @@ Everything after a modality (strategies, training, evaluation, export) is shared
 """
 
 from hftl.modalities.base import Modality
+from hftl.modalities.image import ImageModality
 from hftl.modalities.text import TextModality
 
-__all__ = ["Modality", "TextModality"]
+__all__ = ["ImageModality", "Modality", "TextModality"]

@@ -25,6 +25,7 @@ class Modality:
         folder_builder: the `datasets` builder of `--train_dir` folders ("imagefolder"), if the modality has one.
         input_problem: what makes an input cell invalid, for error messages.
         training_overrides: `TrainingArguments` values the modality needs (e.g. keep raw columns for transforms).
+        default_model_flags: flag values used with the packaged default model, unless the user sets them.
     """
 
     name: str
@@ -36,6 +37,7 @@ class Modality:
     folder_builder: str | None = None
     input_problem: str
     training_overrides: dict[str, Any] = {}
+    default_model_flags: dict[str, Any] = {}
 
     def default_model(self) -> str:
         """Local folder of the packaged default model."""
@@ -52,9 +54,21 @@ class Modality:
         """True for a usable input cell."""
         raise NotImplementedError
 
+    def describe_input(self, value: object) -> str:
+        """How an invalid input cell is shown in error messages (e.g. an image's path)."""
+        return repr(value)[:60]
+
     def load_processor(self, model_args: ModelArguments, model_path: str):
         """Tokenizer, image processor or feature extractor of the model."""
         raise NotImplementedError
+
+    def configure_processor(self, processor, args):
+        """Apply the modality's flags to the processor before it is used and saved. Default: unchanged."""
+        return processor
+
+    def prepare_model(self, model):
+        """Adjust a loaded model for this modality's inputs (e.g. memory layout). Default: unchanged."""
+        return model
 
     def preprocess(
         self,

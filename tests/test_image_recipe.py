@@ -1,0 +1,195 @@
+"""The image recipe on tiny models built from configs: every strategy, every input quirk, the custom model."""
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from datasets import load_dataset
+from PIL import Image
+from torch.nn import functional as F
+from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor, pipeline
+
+from conftest import make_image
+from hftl.modalities import ImageModality
+from hftl.modalities.image import processor_size, to_rgb
+from hftl.recipes import main
+from hftl.training import run_classification
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "recipes"))
+from image_classification import DEFAULTS  # noqa: E402
+
+FAST = ["--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
+        "--learning_rate", "1e-3", "--logging_steps", "5", "--disable_tqdm", "true", "--image_size", "32"]
+
+
+def _args(model_dir, data, output_dir, *extra):
+    flags = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]
+    for key, value in data.items():
+        flags += [f"--{key}", value]
+    return flags + FAST + list(extra)
+
+
+def _assert_reload_matches(output_dir, validation_dir):
+    """The saved model and processor reproduce the run's validation loss and predictions."""
+    model = AutoModelForImageClassification.from_pretrained(output_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    rows = load_dataset("imagefolder", data_dir=validation_dir, split="train")
+    pixel_values = processor([to_rgb(image) for image in rows["image"]], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values).logits
+    names = rows.features["label"].names
+    labels = torch.tensor([model.config.label2id[names[i]] for i in rows["label"]])
+    results = json.load(open(os.path.join(output_dir, "all_results.json")))
+    assert F.cross_entropy(logits, labels).item() == pytest.approx(results["eval_loss"], abs=1e-4)
+    with open(os.path.join(output_dir, "eval_predictions.csv"), encoding="utf-8") as handle:
+        saved = [row["prediction"] for row in csv.DictReader(handle)]
+    assert saved == [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+
+
+@pytest.mark.parametrize("strategy", ["full", "feature_extraction", "freeze", "two_stage", "lora"])
+def test_every_strategy_on_vit(tiny_vit_dir, image_folders, tmp_path, strategy, caplog):
+    output_dir = tmp_path / strategy
+    metrics = run_classification(ImageModality(), DEFAULTS, _args(tiny_vit_dir, image_folders, output_dir,
+                                                                  "--strategy", strategy))
+    assert metrics["train_samples"] == 24 and metrics["eval_samples"] == 8 and metrics["test_samples"] == 8
+    assert "Newly initialised (trained from scratch): ['classifier.bias', 'classifier.weight']" in caplog.text
+    config = json.load(open(output_dir / "config.json"))
+    assert config["id2label"] == {"0": "dots", "1": "stripes"}
+    assert json.load(open(output_dir / "preprocessor_config.json"))["size"] == {"height": 32, "width": 32}
+    _assert_reload_matches(str(output_dir), image_folders["validation_dir"])
+    classifier = pipeline("image-classification", model=str(output_dir))
+    assert {p["label"] for p in classifier(make_image("dots", 1))} == {"dots", "stripes"}
+
+
+def test_feature_extraction_caches_vit_features(tiny_vit_dir, image_folders, tmp_path):
+    metrics = run_classification(ImageModality(), DEFAULTS, _args(
+        tiny_vit_dir, image_folders, tmp_path / "fe", "--strategy", "feature_extraction"))
+    assert metrics["trainable_parameters"] == 32 * 2 + 2
+    assert "feature_extraction_runtime" in metrics
+
+
+def test_resnet_with_shortest_edge_processor(tiny_resnet_dir, image_folders, tmp_path):
+    output_dir = tmp_path / "resnet"
+    run_classification(ImageModality(), DEFAULTS, _args(tiny_resnet_dir, image_folders, output_dir, "--strategy",
+                                                        "freeze", "--num_frozen_layers", "1"))
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    assert processor_size(processor) == (32, 32) and dict(processor.size) == {"shortest_edge": 32}
+    _assert_reload_matches(str(output_dir), image_folders["validation_dir"])
+
+
+def test_efficientnet_lite_loads_in_a_fresh_process_without_hftl(tiny_efficientnet_lite_dir, image_folders, tmp_path):
+    output_dir = tmp_path / "lite"
+    run_classification(ImageModality(), DEFAULTS, _args(tiny_efficientnet_lite_dir, image_folders, output_dir,
+                                                        "--strategy", "two_stage", "--unfreeze_top_k", "1"))
+    assert (output_dir / "modeling_efficientnet_lite.py").exists()
+    _assert_reload_matches(str(output_dir), image_folders["validation_dir"])
+    image = tmp_path / "probe.png"
+    make_image("stripes", 3).save(image)
+    script = (
+        "import sys; from transformers import pipeline; "
+        f"p = pipeline('image-classification', model={str(output_dir)!r}, trust_remote_code=True); "
+        f"print(sorted(r['label'] for r in p({str(image)!r}))); "
+        "assert 'hftl' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "['dots', 'stripes']" in done.stdout
+
+
+def _csv_with_paths(tmp_path, broken: bool):
+    rows = []
+    for i in range(12):
+        label = ("stripes", "dots")[i % 2]
+        name = f"images/{i}.png"
+        (tmp_path / "images").mkdir(exist_ok=True)
+        make_image(label, i).save(tmp_path / name)
+        rows.append({"file": name, "label": label})
+    if broken:
+        (tmp_path / "images" / "3.png").write_bytes(b"not a png at all")
+        rows[5]["file"] = "images/missing.png"
+    path = tmp_path / "train.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def test_csv_of_relative_image_paths(tiny_vit_dir, tmp_path):
+    train = _csv_with_paths(tmp_path, broken=False)
+    metrics = run_classification(ImageModality(), DEFAULTS, _args(
+        tiny_vit_dir, {"train_file": train}, tmp_path / "out", "--validation_split_percentage", "25"))
+    assert metrics["train_samples"] == 9 and metrics["eval_samples"] == 3
+
+
+def test_corrupt_images_are_reported_by_path_or_skipped(tiny_vit_dir, tmp_path, capsys, caplog):
+    train = _csv_with_paths(tmp_path, broken=True)
+    code = main(ImageModality(), DEFAULTS, _args(tiny_vit_dir, {"train_file": train}, tmp_path / "out"))
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "2 invalid row(s)" in error and "rows [3, 5]" in error
+    assert f"{tmp_path}/images/3.png" in error and f"{tmp_path}/images/missing.png" in error
+    assert not (tmp_path / "out").exists()
+    metrics = run_classification(ImageModality(), DEFAULTS, _args(
+        tiny_vit_dir, {"train_file": train}, tmp_path / "out", "--drop_invalid_examples", "true",
+        "--num_train_epochs", "1"))
+    assert "Dropped 2 invalid row(s)" in caplog.text
+    assert metrics["train_samples"] + metrics["eval_samples"] == 10
+
+
+def test_missing_image_column_lists_columns(tmp_path, capsys):
+    path = tmp_path / "train.csv"
+    path.write_text("picture,label\na.png,x\nb.png,y\n")
+    assert main(ImageModality(), DEFAULTS, ["--train_file", str(path), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "no image column found among ['picture', 'label']" in capsys.readouterr().err
+
+
+def test_mismatched_head_without_the_flag_is_a_clear_error(tiny_vit_dir, image_folders, tmp_path, capsys):
+    code = main(ImageModality(), DEFAULTS, _args(tiny_vit_dir, image_folders, tmp_path / "o",
+                                                 "--ignore_mismatched_sizes", "false"))
+    assert code == 2
+    assert "--ignore_mismatched_sizes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "RGB", "LA", "1", "CMYK"])
+def test_every_mode_becomes_rgb(mode):
+    image = make_image("dots", 0, "RGB")
+    if mode in ("L", "RGBA", "P", "I;16", "RGB"):
+        image = make_image("dots", 0, mode)
+    else:
+        image = image.convert(mode)
+    converted = to_rgb(image)
+    assert converted.mode == "RGB" and converted.size == image.size
+
+
+def test_sixteen_bit_keeps_the_picture_and_warns(caplog):
+    import numpy as np
+
+    import hftl.modalities.image as image_module
+
+    image_module._warned_16_bit = False
+    sixteen = make_image("stripes", 0, "I;16")
+    with caplog.at_level(logging.WARNING):
+        converted = np.asarray(to_rgb(sixteen))[..., 0]
+    assert "16-bit image(s) reduced to 8 bits" in caplog.text
+    eight = np.asarray(make_image("stripes", 0, "L"))
+    assert np.abs(converted.astype(int) - eight.astype(int)).max() <= 1
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_processor_sizes():
+    assert processor_size(ViTImageProcessor(size={"height": 30, "width": 40})) == (30, 40)
+    from transformers import ConvNextImageProcessor
+
+    assert processor_size(ConvNextImageProcessor(size={"shortest_edge": 64})) == (64, 64)
