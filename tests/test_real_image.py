@@ -43,6 +43,13 @@ def test_builtin_digits(name, sizes):
     assert len(set(splits["train"]["label"][:100])) == 10  # rows are shuffled, so a prefix mixes the classes
 
 
+def test_builtin_fashion_mnist():
+    splits = load_builtin("fashion_mnist")
+    assert {name: len(split) for name, split in splits.items()} == {"train": 53874, "validation": 6126, "test": 10000}
+    assert splits["test"].features["label"].names[9] == "Ankle boot"
+    assert splits["train"][0]["image"].size == (28, 28)
+
+
 def test_fine_tune_on_mnist_slice(tmp_path):
     output_dir = tmp_path / "mnist"
     metrics = run_classification(ImageModality(), DEFAULTS, [
