@@ -165,6 +165,39 @@ class ImageArguments(FolderDataArguments):
 
 
 @dataclass
+class AudioArguments(FolderDataArguments):
+    """How audio clips become model inputs (speech recipe; names as in run_audio_classification.py)."""
+
+    audio_column_name: str | None = field(
+        default=None,
+        metadata={"help": "Column of audio or audio paths (default: 'audio', 'file', 'path' or 'audio_path')."},
+    )
+    max_length_seconds: float = field(
+        default=20.0,
+        metadata={"help": "Longer clips are cropped: a random window in training, the first seconds in evaluation."},
+    )
+    min_length_seconds: float = field(
+        default=0.1,
+        metadata={"help": "Shorter clips are invalid (far below what speech encoders resolve); see --drop_invalid_examples."},
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "Freeze the convolutional feature encoder (wav2vec2-style CNN, Whisper's convs)."}
+    )
+    crop_whisper_input: bool = field(
+        default=True,
+        metadata={"help": "Whisper: run the encoder on the clip's frames only, not a 30 s window (hftl_whisper_crop)."},
+    )
+
+    def __post_init__(self):
+        if self.max_length_seconds <= 0:
+            raise InputError(f"--max_length_seconds must be positive, got {self.max_length_seconds}.")
+        if not 0 <= self.min_length_seconds < self.max_length_seconds:
+            raise InputError(
+                f"--min_length_seconds must be in [0, --max_length_seconds), got {self.min_length_seconds}."
+            )
+
+
+@dataclass
 class StrategyArguments:
     """How much of the pretrained model adapts (shared by every modality)."""
 

@@ -29,7 +29,9 @@ def classification_layer(model: nn.Module, num_labels: int) -> tuple[str, nn.Lin
     Raises:
         ValueError: the model has no such layer.
     """
-    prefix = getattr(model, "base_model_prefix", "") + "."
+    from hftl.strategies import backbone_name
+
+    prefix = backbone_name(model) + "."
     found = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and module.out_features == num_labels and not name.startswith(prefix):

@@ -87,6 +87,19 @@ def _layer_list(backbone: nn.Module) -> tuple[str, nn.ModuleList]:
     return best
 
 
+def backbone_name(model: nn.Module) -> str:
+    """Attribute name of the backbone: `model.base_model_prefix` when the model has that attribute (`bert`, `vit`),
+    else its child module with the most parameters (e.g. `encoder` of `WhisperForAudioClassification`, whose
+    declared prefix `model` names no attribute)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    if prefix and isinstance(getattr(model, prefix, None), nn.Module) and getattr(model, prefix) is not model:
+        return prefix
+    children = [(sum(p.numel() for p in child.parameters()), name) for name, child in model.named_children()]
+    if not children:
+        raise InputError(f"{type(model).__name__} has no backbone module.")
+    return max(children)[1]
+
+
 def model_parts(model: nn.Module, new_parameters: list[str] | None = None) -> ModelParts:
     """Split a `...ForSequence/Image/AudioClassification` model into its parts.
 
@@ -94,10 +107,8 @@ def model_parts(model: nn.Module, new_parameters: list[str] | None = None) -> Mo
         model: a transformers classifier with a `base_model_prefix` attribute.
         new_parameters: parameter names `from_pretrained` reported as missing or re-initialised.
     """
-    prefix = getattr(model, "base_model_prefix", "")
-    backbone = getattr(model, prefix, None) if prefix else None
-    if backbone is None or backbone is model:
-        raise InputError(f"{type(model).__name__} has no separate backbone module (base_model_prefix '{prefix}').")
+    prefix = backbone_name(model)
+    backbone = getattr(model, prefix)
     layer_list_name, layer_list = _layer_list(backbone)
     layer_names = [f"{prefix}.{layer_list_name}.{i}" for i in range(len(layer_list))]
     layer_prefix = f"{prefix}.{layer_list_name}."
@@ -173,7 +184,7 @@ def lora_target_modules(model: nn.Module, requested: list[str] | None) -> list[s
         InputError: a requested name matches no module, or no default applies; the message lists the candidate
             names (the leaf names of the backbone's `nn.Linear` / `nn.Conv*` modules).
     """
-    prefix = model.base_model_prefix
+    prefix = backbone_name(model)
     leaves = {
         name.rsplit(".", 1)[-1]
         for name, module in model.named_modules()

@@ -388,7 +388,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
                 setattr(modality_args, key, value)
     processor = modality.configure_processor(modality.load_processor(model_args, model_path), modality_args)
     model, new_parameters = load_model(modality.auto_model_class, model_args, model_path, labels)
-    model = modality.prepare_model(model)
+    model = modality.prepare_model(model, modality_args, processor)
     ready = modality.preprocess(splits, processor, columns, modality_args, training_args)
     collator = modality.data_collator(processor, modality_args)
 
@@ -400,6 +400,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     if strategy_args.strategy == "freeze" and strategy_args.num_frozen_layers is None:
         strategy_args.num_frozen_layers = len(parts.layers) // 2
     model = apply_strategy(model, parts, strategy_args, modality.peft_task_type)
+    modality.after_strategy(model, modality_args)
     trainable, total = log_parameter_counts(model, f"Strategy '{strategy_args.strategy}'")
 
     # 4. train, 5. evaluate

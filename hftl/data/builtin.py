@@ -190,6 +190,28 @@ def _fashion_mnist() -> DatasetDict:
     )
 
 
+def _spoken_language_id(domain: str) -> DatasetDict:
+    import glob
+    import os
+
+    from hftl.data.speech import LANGUAGES, prepare_real, prepare_synthetic
+
+    folder = prepare_real() if domain == "real" else prepare_synthetic()
+    rows = []
+    for language in LANGUAGES:
+        for path in sorted(glob.glob(os.path.join(folder, language, "*.wav"))):
+            # the split key is the prompt's name, not its language: a prompt is in one split in every language
+            rows.append({"audio": path, "label": language, "key": f"{domain}-{os.path.basename(path)}"})
+    features = Features({"audio": Value("string"), "label": ClassLabel(names=list(LANGUAGES))})  # paths; cast later
+    order = _hash_order([r["key"] for r in rows])
+    splits = {"train": [], "validation": [], "test": []}
+    for i in order:
+        bucket = hash_bucket(rows[i]["key"])
+        split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
+        splits[split].append({"audio": rows[i]["audio"], "label": rows[i]["label"]})
+    return DatasetDict({name: Dataset.from_list(r, features=features) for name, r in splits.items()})
+
+
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     entry.name: entry
     for entry in [
@@ -228,6 +250,26 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             "train set -> validation, the rest -> train; train and validation rows in MD5 order.",
             loader=_fashion_mnist,
             random_flip=True,
+        ),
+        BuiltinDataset(
+            name="spoken_language_id_real",
+            modality="audio",
+            description="Spoken-language identification (en, es, fr, it, ru), real human telephone prompts at 8 kHz, "
+            "one speaker per language (a model may learn the speaker as well as the language).",
+            source="Debian asterisk-core-sounds-{en,es,fr,it,ru}-wav 1.6.1 (en: CC-BY-SA-3.0), fetched with apt-get "
+            "download on first use; silence/ and clips under 0.4 s dropped.",
+            split_rule="MD5('real-<prompt file>') mod 10: 0 -> test, 1 -> validation, else train (a prompt is in the "
+            "same split in every language); rows in MD5 order.",
+            loader=lambda: _spoken_language_id("real"),
+        ),
+        BuiltinDataset(
+            name="spoken_language_id_synthetic",
+            modality="audio",
+            description="Spoken-language identification (en, es, fr, it, ru), espeak-ng speech at 22.05 kHz: "
+            "IVR-style phrases and numbers, 12 voice variants, random speeds and pitches, 240 clips per language.",
+            source="Debian espeak-ng, synthesised on first use from a fixed seed (hftl/data/speech.py).",
+            split_rule="MD5('synthetic-<clip file>') mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order.",
+            loader=lambda: _spoken_language_id("synthetic"),
         ),
     ]
 }

@@ -3,8 +3,9 @@
 Everything after a modality (strategies, training, evaluation, export) is shared by all of them.
 """
 
+from hftl.modalities.audio import AudioModality
 from hftl.modalities.base import Modality
 from hftl.modalities.image import ImageModality
 from hftl.modalities.text import TextModality
 
-__all__ = ["ImageModality", "Modality", "TextModality"]
+__all__ = ["AudioModality", "ImageModality", "Modality", "TextModality"]

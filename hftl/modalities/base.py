@@ -66,9 +66,12 @@ class Modality:
         """Apply the modality's flags to the processor before it is used and saved. Default: unchanged."""
         return processor
 
-    def prepare_model(self, model):
+    def prepare_model(self, model, args, processor=None):
         """Adjust a loaded model for this modality's inputs (e.g. memory layout). Default: unchanged."""
         return model
+
+    def after_strategy(self, model, args) -> None:
+        """Freeze what the modality's flags freeze whatever the strategy (e.g. a feature encoder). Default: none."""
 
     def preprocess(
         self,

@@ -189,7 +189,7 @@ class ImageModality(Modality):
                 processor.crop_size = square
         return processor
 
-    def prepare_model(self, model):
+    def prepare_model(self, model, args, processor=None):
         """Convolutional models run in channels-last memory layout (measured 1.6x faster training on CPU)."""
         if any(isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1) for m in model.modules()):
             model = model.to(memory_format=torch.channels_last)

@@ -10,5 +10,12 @@ from hftl.models.efficientnet_lite import (
     EfficientNetLiteForImageClassification,
     EfficientNetLiteModel,
 )
+from hftl.models.whisper_crop import CroppedWhisperConfig, CroppedWhisperForAudioClassification
 
-__all__ = ["EfficientNetLiteConfig", "EfficientNetLiteForImageClassification", "EfficientNetLiteModel"]
+__all__ = [
+    "CroppedWhisperConfig",
+    "CroppedWhisperForAudioClassification",
+    "EfficientNetLiteConfig",
+    "EfficientNetLiteForImageClassification",
+    "EfficientNetLiteModel",
+]
