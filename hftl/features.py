@@ -1,9 +1,10 @@
 """Cached feature extraction: run the frozen backbone once, then train the head on the stored features.
 
-The features are the input of the model's classification layer (its last `nn.Linear` producing one logit
-per class), taken in eval mode. When that layer is the only part that trains, training it on cached
-features is exactly training the whole model with the backbone frozen (minus dropout before the layer),
-and each epoch after the extraction costs a matrix product instead of a backbone pass.
+The features are the input of the model's head (by default its classification layer, the last `nn.Linear`
+producing one logit per class; a model may name several head modules in `feature_head`), taken in eval mode.
+When the head is the only part that trains, training it on cached features is exactly training the whole model
+with the backbone frozen (minus dropout before the head), and each epoch after the extraction costs a matrix
+product instead of a backbone pass.
 """
 
 from __future__ import annotations
@@ -41,18 +42,33 @@ def classification_layer(model: nn.Module, num_labels: int) -> tuple[str, nn.Lin
     return found
 
 
-def cache_is_exact(model: nn.Module, layer_name: str) -> bool:
-    """True when every trainable parameter belongs to the classification layer `layer_name`."""
+def feature_head(model: nn.Module, num_labels: int) -> list[tuple[str, nn.Module]]:
+    """The modules trained on cached features, in order; the first one's input is what is cached.
+
+    A model may name them in a `feature_head` attribute (e.g. `("projector", "classifier")` when its pooling
+    comes before an affine projector); otherwise it is the classification layer alone.
+    """
+    names = getattr(model, "feature_head", None)
+    if names:
+        return [(name, model.get_submodule(name)) for name in names]
+    return [classification_layer(model, num_labels)]
+
+
+def cache_is_exact(model: nn.Module, head_names) -> bool:
+    """True when every trainable parameter belongs to the head modules `head_names` (a name or a list of names)."""
+    names = [head_names] if isinstance(head_names, str) else list(head_names)
     return all(
-        name.startswith(layer_name + ".") for name, parameter in model.named_parameters() if parameter.requires_grad
+        any(name.startswith(head + ".") for head in names)
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad
     )
 
 
 @torch.inference_mode()
 def extract_features(
-    model: nn.Module, dataset: Dataset, collator, batch_size: int, layer: nn.Linear, device: torch.device
+    model: nn.Module, dataset: Dataset, collator, batch_size: int, layer: nn.Module, device: torch.device
 ) -> torch.Tensor:
-    """Inputs of `layer` for every example of `dataset`, in the dataset's order.
+    """Inputs of `layer` (the first head module) for every example of `dataset`, in the dataset's order.
 
     Token sequences are batched by length (shortest first) so that batches carry little padding;
     the features come back in the original order.
@@ -111,23 +127,23 @@ def feature_dataset(features: torch.Tensor, source: Dataset) -> Dataset:
 
 
 class CachedFeatureHead(nn.Module):
-    """The classification layer of a model, trained on cached features.
+    """The head modules of a model, applied in order to cached features.
 
-    It shares its parameters with the model, so training it trains the model's own layer.
+    It shares its parameters with the model, so training it trains the model's own head.
 
     Args:
-        layer: the model's classification layer, mapping (B, F) to (B, C).
+        modules: the model's head modules (`feature_head`), the last one producing (B, C) logits.
 
     Shape:
         features: (B, F) float; labels: (B,) long class ids. Returns `loss` (scalar) and `logits` (B, C).
     """
 
-    def __init__(self, layer: nn.Linear):
+    def __init__(self, modules: list[nn.Module]):
         super().__init__()
-        self.layer = layer
+        self.head = nn.Sequential(*modules)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        logits = self.layer(features)
+        logits = self.head(features)
         output = {"logits": logits}
         if labels is not None:
             output["loss"] = F.cross_entropy(logits, labels)

@@ -31,9 +31,9 @@ from hftl.errors import InputError
 from hftl.features import (
     CachedFeatureHead,
     cache_is_exact,
-    classification_layer,
     extract_features,
     feature_dataset,
+    feature_head,
 )
 from hftl.metrics import flat_per_class, metrics_function, per_class_report, save_confusion_matrix, save_report
 from hftl.modalities.base import Modality
@@ -166,7 +166,7 @@ def _trainer(model, args, datasets, collator, processor, num_labels) -> HftlTrai
 
 
 def _train_cached_head(
-    model, layer_name, layer, ready, collator, training_args, num_epochs, learning_rate, num_labels, output_dir
+    model, head, ready, collator, training_args, num_epochs, learning_rate, num_labels, output_dir
 ) -> Stage:
     """Extract backbone features once, then train the classification layer on them (see `hftl.features`)."""
     import time
@@ -178,7 +178,7 @@ def _train_cached_head(
     needed = {split: dataset for split, dataset in ready.items() if wanted.get(split)}
     cached = {
         split: feature_dataset(
-            extract_features(model, dataset, collator, training_args.per_device_eval_batch_size, layer, device),
+            extract_features(model, dataset, collator, training_args.per_device_eval_batch_size, head[0][1], device),
             dataset,
         )
         for split, dataset in needed.items()
@@ -199,7 +199,7 @@ def _train_cached_head(
         train_sampling_strategy="random",  # cached features have no length to group by
     )
     trainer = HftlTrainer(
-        model=CachedFeatureHead(layer),
+        model=CachedFeatureHead([module for _, module in head]),
         args=args,
         train_dataset=cached.get("train"),
         eval_dataset=cached.get("validation"),
@@ -231,21 +231,22 @@ def _train(
     head_only = strategy in ("feature_extraction", "two_stage")
     cached_stage = None
     if head_only:
-        layer_name, layer = classification_layer(model, num_labels)
+        head = feature_head(model, num_labels)
+        head_names = [name for name, _ in head]
         epochs = training_args.num_train_epochs if strategy == "feature_extraction" else strategy_args.stage1_num_train_epochs
         stage_dir = training_args.output_dir if strategy == "feature_extraction" else os.path.join(
             training_args.output_dir, "stage1"
         )
-        if strategy_args.cache_features and cache_is_exact(model, layer_name):
+        if strategy_args.cache_features and cache_is_exact(model, head_names):
             cached_stage = _train_cached_head(
-                model, layer_name, layer, unaugmented(), collator, training_args, epochs,
+                model, head, unaugmented(), collator, training_args, epochs,
                 training_args.learning_rate, num_labels, stage_dir,
             )
         else:
             if strategy_args.cache_features:
                 logger.warning(
-                    "Features not cached: parameters outside the classification layer '%s' train too (%s); the "
-                    "backbone runs at every step.", layer_name,
+                    "Features not cached: parameters outside the head %s train too (%s); the "
+                    "backbone runs at every step.", head_names,
                     sorted({n.rsplit('.', 1)[0] for n, p in model.named_parameters() if p.requires_grad})[:8],
                 )
             if strategy == "two_stage":

@@ -47,7 +47,7 @@ def test_cached_features_reproduce_the_full_model(tiny_bert_dir):
     model.eval()
     with torch.no_grad():
         full = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
-        cached = CachedFeatureHead(layer)(features)["logits"]
+        cached = CachedFeatureHead([layer])(features)["logits"]
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
 
 

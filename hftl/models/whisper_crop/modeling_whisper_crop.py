@@ -25,6 +25,9 @@ class CroppedWhisperForAudioClassification(WhisperForAudioClassification):
     """
 
     config_class = CroppedWhisperConfig
+    # pooling comes before the (affine) projector here, which gives the same logits as projecting each frame first,
+    # and lets a frozen encoder's pooled states be cached: hftl trains these modules, in order, on the cache
+    feature_head = ("projector", "classifier")
 
     def encode(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Encoder states of the cropped input and their mask: (B, T', d_model), (B, T') with T' = ceil(T / 2)."""
@@ -54,9 +57,8 @@ class CroppedWhisperForAudioClassification(WhisperForAudioClassification):
         **kwargs,
     ) -> SequenceClassifierOutput:
         hidden, mask = self.encode(input_features, attention_mask)
-        hidden = self.projector(hidden)
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        logits = self.classifier(pooled)
+        logits = self.classifier(self.projector(pooled))
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
