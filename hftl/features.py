@@ -66,12 +66,18 @@ def cache_is_exact(model: nn.Module, head_names) -> bool:
 
 @torch.inference_mode()
 def extract_features(
-    model: nn.Module, dataset: Dataset, collator, batch_size: int, layer: nn.Module, device: torch.device
+    model: nn.Module,
+    dataset: Dataset,
+    collator,
+    batch_size: int,
+    layer: nn.Module,
+    device: torch.device,
+    lengths: list[float] | None = None,
 ) -> torch.Tensor:
     """Inputs of `layer` (the first head module) for every example of `dataset`, in the dataset's order.
 
-    Token sequences are batched by length (shortest first) so that batches carry little padding;
-    the features come back in the original order.
+    Examples are batched by length (shortest first: `lengths`, or the length of `input_ids`) so that batches carry
+    little padding; the features come back in the original order.
 
     Args:
         model: the classifier (its backbone frozen); it runs in eval mode.
@@ -80,6 +86,7 @@ def extract_features(
         batch_size: examples per forward pass.
         layer: the classification layer whose input is captured.
         device: where the forward passes run.
+        lengths: the size of each example (tokens, seconds ...), for length-sorted batches.
 
     Returns:
         Features of shape (N, F) on the CPU, float32.
@@ -97,8 +104,10 @@ def extract_features(
 
     dataset = dataset.select_columns([c for c in dataset.column_names if c != "labels"])
     order = None
-    if "input_ids" in dataset.column_names:
-        order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+    if lengths is None and "input_ids" in dataset.column_names:
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+    if lengths is not None:
+        order = np.argsort(lengths, kind="stable")
         dataset = dataset.select(order)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
     was_training = model.training

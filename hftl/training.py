@@ -166,7 +166,7 @@ def _trainer(model, args, datasets, collator, processor, num_labels) -> HftlTrai
 
 
 def _train_cached_head(
-    model, head, ready, collator, training_args, num_epochs, learning_rate, num_labels, output_dir
+    model, head, ready, lengths, collator, training_args, num_epochs, learning_rate, num_labels, output_dir
 ) -> Stage:
     """Extract backbone features once, then train the classification layer on them (see `hftl.features`)."""
     import time
@@ -178,7 +178,8 @@ def _train_cached_head(
     needed = {split: dataset for split, dataset in ready.items() if wanted.get(split)}
     cached = {
         split: feature_dataset(
-            extract_features(model, dataset, collator, training_args.per_device_eval_batch_size, head[0][1], device),
+            extract_features(model, dataset, collator, training_args.per_device_eval_batch_size, head[0][1], device,
+                             lengths(split)),
             dataset,
         )
         for split, dataset in needed.items()
@@ -218,6 +219,7 @@ def _train(
     parts: ModelParts,
     ready,
     unaugmented,
+    lengths,
     collator,
     processor,
     labels: LabelInfo,
@@ -239,7 +241,7 @@ def _train(
         )
         if strategy_args.cache_features and cache_is_exact(model, head_names):
             cached_stage = _train_cached_head(
-                model, head, unaugmented(), collator, training_args, epochs,
+                model, head, unaugmented(), lengths, collator, training_args, epochs,
                 training_args.learning_rate, num_labels, stage_dir,
             )
         else:
@@ -396,6 +398,9 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     def unaugmented():  # deterministic inputs for feature caching
         return modality.preprocess(splits, processor, columns, modality_args, training_args, augment=False)
 
+    def lengths(split: str):  # example sizes, for length-sorted feature extraction
+        return modality.example_lengths(splits[split], columns)
+
     # 3. strategy
     parts = model_parts(model, new_parameters)
     if strategy_args.strategy == "freeze" and strategy_args.num_frozen_layers is None:
@@ -406,7 +411,8 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
 
     # 4. train, 5. evaluate
     stage = _train(
-        model, parts, ready, unaugmented, collator, processor, labels, strategy_args, training_args, run_args
+        model, parts, ready, unaugmented, lengths, collator, processor, labels, strategy_args, training_args,
+        run_args,
     )
     output_dir = training_args.output_dir
     os.makedirs(output_dir, exist_ok=True)

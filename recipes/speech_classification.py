@@ -15,15 +15,16 @@ import sys
 from hftl.modalities import AudioModality
 from hftl.recipes import main
 
-# What a run with no flags does: measured on a 2-core CPU (README, "Main jobs").
+# What a run with no flags does: measured on a 2-core CPU (README, "Main jobs"). Feature extraction: fine-tuning
+# Whisper-base's encoder runs at about 3 clips/s on 2 CPU cores; its cached features train the head in seconds.
 DEFAULTS = dict(
     output_dir="outputs/speech_classification",
+    strategy="feature_extraction",
     max_length_seconds=8.0,
     do_train=True,
     do_eval=True,
     do_predict=True,
-    num_train_epochs=2,
-    learning_rate=5e-5,
+    num_train_epochs=30,
     warmup_steps=0.1,
     per_device_train_batch_size=16,
     per_device_eval_batch_size=32,

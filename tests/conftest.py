@@ -168,3 +168,74 @@ def tiny_efficientnet_lite_dir(tmp_path_factory) -> str:
     EfficientNetLiteForImageClassification(config).save_pretrained(path)
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
     return str(path)
+
+
+# ---- audio ----------------------------------------------------------------------------------------------------
+
+
+def make_tone(label: str, index: int, rate: int = 16_000, seconds: float = 1.0, stereo: bool = False):
+    """A noisy tone whose pitch gives the class: 'low' around 220 Hz, 'high' around 880 Hz."""
+    import numpy as np
+
+    rng = np.random.default_rng(index)
+    t = np.arange(int(rate * seconds)) / rate
+    frequency = (220 if label == "low" else 880) * (1 + 0.05 * rng.standard_normal())
+    samples = 0.5 * np.sin(2 * np.pi * frequency * t) + 0.05 * rng.standard_normal(len(t))
+    samples = samples.astype(np.float32)
+    return np.stack([samples, 0.5 * samples], axis=1) if stereo else samples
+
+
+@pytest.fixture
+def audio_folders(tmp_path) -> dict[str, str]:
+    """train / validation / test audio folders: WAV and FLAC, 8 / 16 / 22.05 kHz, mono and stereo, 0.5-2.5 s."""
+    import soundfile
+
+    rates = (8_000, 16_000, 22_050)
+    folders = {}
+    for split, count in (("train", 24), ("validation", 8), ("test", 8)):
+        for i in range(count):
+            label = ("low", "high")[i % 2]
+            folder = tmp_path / "audio" / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            rate = rates[i % 3]
+            clip = make_tone(label, hash((split, i)) % 10_000, rate, 0.5 + (i % 5) * 0.5, stereo=i % 4 == 3)
+            soundfile.write(folder / f"{i}.{'flac' if i % 5 == 4 else 'wav'}", clip, rate)
+        folders[f"{split}_dir"] = str(tmp_path / "audio" / split)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2_dir(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer wav2vec2 with a 2-layer CNN feature encoder, and its feature extractor."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny_wav2vec2")
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20, conv_dim=(8, 8),
+        conv_stride=(5, 4), conv_kernel=(10, 4), num_feat_extract_layers=2, num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2, classifier_proj_size=8, vocab_size=8,
+    )
+    Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(sampling_rate=16_000, return_attention_mask=True).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory) -> str:
+    """A randomly initialised tiny Whisper (2 encoder layers, d_model 16) and the standard feature extractor."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    path = tmp_path_factory.mktemp("tiny_whisper")
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=64, num_mel_bins=80, d_model=16, encoder_layers=2, encoder_attention_heads=2, decoder_layers=1,
+        decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, max_source_positions=1500,
+        max_target_positions=32, classifier_proj_size=8, pad_token_id=1, bos_token_id=2, eos_token_id=3,
+        decoder_start_token_id=2,
+    )
+    WhisperForConditionalGeneration(config).save_pretrained(path)
+    WhisperFeatureExtractor(feature_size=80, sampling_rate=16_000).save_pretrained(path)
+    return str(path)

@@ -69,13 +69,37 @@ def _load_file(split: str, path: str) -> DatasetDict:
     return loaded
 
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
+
+
+def _scan_audio_folder(folder: str):
+    """An `audiofolder` read without `datasets`' builder, which encodes audio through torchcodec (needs FFmpeg):
+    one row per audio file, `audio` = its path, `label` = the name of its class sub-folder (sorted ClassLabel)."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    rows = []
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            if name.lower().endswith(AUDIO_EXTENSIONS):
+                label = os.path.relpath(root, folder).split(os.sep)[0]
+                rows.append({"audio": os.path.join(root, name), "label": label})
+    if not rows:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {folder}")
+    names = sorted({row["label"] for row in rows})
+    features = Features({"audio": Value("string"), "label": ClassLabel(names=names)})
+    return Dataset.from_list(rows, features=features)
+
+
 def _load_folders(folders: dict[str, str], builder: str) -> RawData:
     splits, sources = DatasetDict(), {}
     for split, folder in folders.items():
         if not os.path.isdir(folder):
             raise InputError(f"--{split}_dir {folder}: no such folder.")
         try:
-            splits[split] = load_dataset(builder, data_dir=folder, split="train")
+            if builder == "audiofolder":
+                splits[split] = _scan_audio_folder(folder)
+            else:
+                splits[split] = load_dataset(builder, data_dir=folder, split="train")
         except Exception as error:
             raise InputError(
                 f"--{split}_dir {folder} does not load as an {builder} (one sub-folder per class): "

@@ -85,6 +85,10 @@ class Modality:
         """Model-ready splits (model inputs plus `labels`); `augment=False` turns training augmentation off."""
         raise NotImplementedError
 
+    def example_lengths(self, split, columns: list[str]) -> list[float] | None:
+        """Size of each raw example (e.g. seconds of audio), for length-sorted batches; None if not known."""
+        return None
+
     def data_collator(self, processor, args) -> Callable | None:
         """Batches model-ready examples (None: transformers' default collator)."""
         return None

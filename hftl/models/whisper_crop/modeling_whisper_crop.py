@@ -21,7 +21,7 @@ class CroppedWhisperForAudioClassification(WhisperForAudioClassification):
 
     Shape:
         input_features: (B, num_mel_bins, T) with T <= 3000 frames of 10 ms; attention_mask: (B, T), 1 on the
-        clip's frames -> logits: (B, num_labels).
+        clip's frames (a (B, samples) mask is reduced to frames) -> logits: (B, num_labels).
     """
 
     config_class = CroppedWhisperConfig
@@ -35,6 +35,10 @@ class CroppedWhisperForAudioClassification(WhisperForAudioClassification):
         limit = encoder.embed_positions.num_embeddings * encoder.conv1.stride[0] * encoder.conv2.stride[0]
         if attention_mask is None:
             attention_mask = torch.ones(input_features.shape[0], input_features.shape[-1], device=input_features.device)
+        elif attention_mask.shape[-1] > input_features.shape[-1]:
+            # a mask over audio samples (the extractor's own `return_attention_mask` setting): one per hop -> frames
+            hop = attention_mask.shape[-1] // input_features.shape[-1]
+            attention_mask = attention_mask[:, ::hop][:, : input_features.shape[-1]]
         frames = int(attention_mask.sum(-1).max().item())
         frames = min(limit, max(2, frames + frames % 2))
         features, mask = input_features[..., :frames], attention_mask[:, :frames]
