@@ -29,8 +29,24 @@ from hftl.modalities import AudioModality, ImageModality
 from hftl.modalities.audio import decode, resample
 from hftl.training import run_classification
 
-COMMON = ["--do_eval", "false", "--do_predict", "false", "--do_train", "true", "--save_strategy", "no",
-          "--eval_strategy", "no", "--disable_tqdm", "true", "--report_to", "none", "--logging_steps", "10000"]
+COMMON = [
+    "--do_eval",
+    "false",
+    "--do_predict",
+    "false",
+    "--do_train",
+    "true",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "10000",
+]
 
 
 def training_speed(modality, flags) -> dict:
@@ -57,8 +73,9 @@ def whisper_crop_speedup(clips: int = 16, seconds: float = 2.0, batch: int = 8):
     timings, cosines = {"full": 0.0, "cropped": 0.0}, []
     with torch.inference_mode():
         for start in range(0, clips, batch):
-            inputs = extractor(samples[start:start + batch], sampling_rate=16_000, return_tensors="pt",
-                               return_attention_mask=True)
+            inputs = extractor(
+                samples[start : start + batch], sampling_rate=16_000, return_tensors="pt", return_attention_mask=True
+            )
             began = time.perf_counter()
             states_full = full.encoder(inputs.input_features).last_hidden_state
             timings["full"] += time.perf_counter() - began
@@ -75,22 +92,62 @@ def whisper_crop_speedup(clips: int = 16, seconds: float = 2.0, batch: int = 8):
 def main() -> None:
     transformers.utils.logging.set_verbosity_error()
     rows = []
-    image = training_speed(ImageModality(), ["--max_train_samples", "512", "--num_train_epochs", "1", "--ignore_mismatched_sizes", "true",
-                                             "--per_device_train_batch_size", "32"])
+    image_flags = ["--max_train_samples", "512", "--ignore_mismatched_sizes", "true"]
+    image = training_speed(
+        ImageModality(), image_flags + ["--num_train_epochs", "1", "--per_device_train_batch_size", "32"]
+    )
     rows.append(("image: EfficientNet-Lite0 128px, full, training", f"{image['train_samples_per_second']:.1f}"))
-    image_fe = training_speed(ImageModality(), ["--max_train_samples", "512", "--strategy", "feature_extraction", "--ignore_mismatched_sizes", "true",
-                                                "--per_device_eval_batch_size", "64"])
-    rows.append(("image: EfficientNet-Lite0 128px, feature extraction (one pass)",
-                 f"{image_fe['feature_extraction_samples_per_second']:.1f}"))
-    speech = training_speed(AudioModality(), ["--max_train_samples", "160", "--num_train_epochs", "1",
-                                              "--strategy", "freeze", "--num_frozen_layers", "4",
-                                              "--max_length_seconds", "4", "--per_device_train_batch_size", "16"])
-    rows.append(("speech: Whisper-base cropped, freeze 4 of 6 layers, training (clips <= 4 s)",
-                 f"{speech['train_samples_per_second']:.1f}"))
-    speech_fe = training_speed(AudioModality(), ["--max_train_samples", "320", "--strategy", "feature_extraction",
-                                                 "--max_length_seconds", "4", "--per_device_eval_batch_size", "16"])
-    rows.append(("speech: Whisper-base cropped, feature extraction (one pass, clips <= 4 s)",
-                 f"{speech_fe['feature_extraction_samples_per_second']:.1f}"))
+    image_fe = training_speed(
+        ImageModality(), image_flags + ["--strategy", "feature_extraction", "--per_device_eval_batch_size", "64"]
+    )
+    rows.append(
+        (
+            "image: EfficientNet-Lite0 128px, feature extraction (one pass)",
+            f"{image_fe['feature_extraction_samples_per_second']:.1f}",
+        )
+    )
+    speech = training_speed(
+        AudioModality(),
+        [
+            "--max_train_samples",
+            "160",
+            "--num_train_epochs",
+            "1",
+            "--strategy",
+            "freeze",
+            "--num_frozen_layers",
+            "4",
+            "--max_length_seconds",
+            "4",
+            "--per_device_train_batch_size",
+            "16",
+        ],
+    )
+    rows.append(
+        (
+            "speech: Whisper-base cropped, freeze 4 of 6 layers, training (clips <= 4 s)",
+            f"{speech['train_samples_per_second']:.1f}",
+        )
+    )
+    speech_fe = training_speed(
+        AudioModality(),
+        [
+            "--max_train_samples",
+            "320",
+            "--strategy",
+            "feature_extraction",
+            "--max_length_seconds",
+            "4",
+            "--per_device_eval_batch_size",
+            "16",
+        ],
+    )
+    rows.append(
+        (
+            "speech: Whisper-base cropped, feature extraction (one pass, clips <= 4 s)",
+            f"{speech_fe['feature_extraction_samples_per_second']:.1f}",
+        )
+    )
     per_clip, cosine = whisper_crop_speedup()
 
     width = max(len(r[0]) for r in rows)

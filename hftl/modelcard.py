@@ -53,13 +53,18 @@ def model_card(
         loader = (
             "This folder holds a LoRA adapter. The base model's config does not know the labels, so pass them:\n"
             "```python\nfrom peft import AutoPeftModelForSequenceClassification  # or the Auto class of your modality\n"
-            f"model = AutoPeftModelForSequenceClassification.from_pretrained(\n    path, num_labels={len(labels.names)}, "
+            "model = AutoPeftModelForSequenceClassification.from_pretrained(\n"
+            f"    path, num_labels={len(labels.names)}, "
             f"id2label={labels.id2label}, label2id={labels.label2id}\n)\n```"
         )
     else:
-        loader = f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
+        loader = (
+            f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
+        )
     if strategy == "lora" and not is_adapter:
-        loader += "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
+        loader += (
+            "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
+        )
     content = f"""---
 {data.to_yaml()}
 ---

@@ -231,7 +231,10 @@ def apply_lora(model: nn.Module, parts: ModelParts, args: StrategyArguments, tas
     )
     logger.info(
         "LoRA on %s (r=%d, alpha=%g); trained and saved in full: %s",
-        config.target_modules, args.lora_r, args.lora_alpha, config.modules_to_save,
+        config.target_modules,
+        args.lora_r,
+        args.lora_alpha,
+        config.modules_to_save,
     )
     return get_peft_model(model, config)
 

@@ -38,17 +38,30 @@ from hftl.features import (
 from hftl.metrics import flat_per_class, metrics_function, per_class_report, save_confusion_matrix, save_report
 from hftl.modalities.base import Modality
 from hftl.modelcard import model_card
+from hftl.strategies import (
+    DEFAULT_LEARNING_RATES,
+    ModelParts,
+    apply_strategy,
+    log_parameter_counts,
+    model_parts,
+    unfreeze_top,
+)
 from hftl.trainer import HftlTrainer
-from hftl.strategies import DEFAULT_LEARNING_RATES, ModelParts, apply_strategy, log_parameter_counts, model_parts, unfreeze_top
 
 logger = logging.getLogger("hftl")
 
 
-
 def argument_types(modality: Modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses: model, data, the modality's own, strategy, run and `TrainingArguments`."""
-    return (ModelArguments, DataTrainingArguments, modality.arguments_class, StrategyArguments, RunArguments,
-            TrainingArguments)
+    return (
+        ModelArguments,
+        DataTrainingArguments,
+        modality.arguments_class,
+        StrategyArguments,
+        RunArguments,
+        TrainingArguments,
+    )
+
 
 CONFIG_FILE = "hftl_config.yaml"
 
@@ -178,8 +191,9 @@ def _train_cached_head(
     needed = {split: dataset for split, dataset in ready.items() if wanted.get(split)}
     cached = {
         split: feature_dataset(
-            extract_features(model, dataset, collator, training_args.per_device_eval_batch_size, head[0][1], device,
-                             lengths(split)),
+            extract_features(
+                model, dataset, collator, training_args.per_device_eval_batch_size, head[0][1], device, lengths(split)
+            ),
             dataset,
         )
         for split, dataset in needed.items()
@@ -235,26 +249,45 @@ def _train(
     if head_only:
         head = feature_head(model, num_labels)
         head_names = [name for name, _ in head]
-        epochs = training_args.num_train_epochs if strategy == "feature_extraction" else strategy_args.stage1_num_train_epochs
-        stage_dir = training_args.output_dir if strategy == "feature_extraction" else os.path.join(
-            training_args.output_dir, "stage1"
+        epochs = (
+            training_args.num_train_epochs
+            if strategy == "feature_extraction"
+            else strategy_args.stage1_num_train_epochs
+        )
+        stage_dir = (
+            training_args.output_dir
+            if strategy == "feature_extraction"
+            else os.path.join(training_args.output_dir, "stage1")
         )
         if strategy_args.cache_features and cache_is_exact(model, head_names):
             cached_stage = _train_cached_head(
-                model, head, unaugmented(), lengths, collator, training_args, epochs,
-                training_args.learning_rate, num_labels, stage_dir,
+                model,
+                head,
+                unaugmented(),
+                lengths,
+                collator,
+                training_args,
+                epochs,
+                training_args.learning_rate,
+                num_labels,
+                stage_dir,
             )
         else:
             if strategy_args.cache_features:
                 logger.warning(
                     "Features not cached: parameters outside the head %s train too (%s); the "
-                    "backbone runs at every step.", head_names,
-                    sorted({n.rsplit('.', 1)[0] for n, p in model.named_parameters() if p.requires_grad})[:8],
+                    "backbone runs at every step.",
+                    head_names,
+                    sorted({n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad})[:8],
                 )
             if strategy == "two_stage":
                 stage1_args = dataclasses.replace(
-                    training_args, output_dir=stage_dir, num_train_epochs=epochs, save_strategy="no",
-                    load_best_model_at_end=False, push_to_hub=False,
+                    training_args,
+                    output_dir=stage_dir,
+                    num_train_epochs=epochs,
+                    save_strategy="no",
+                    load_best_model_at_end=False,
+                    push_to_hub=False,
                 )
                 trainer = _trainer(model, stage1_args, ready, collator, processor, num_labels)
                 if training_args.do_train:
@@ -367,18 +400,33 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
 
     # 1. data, checked before any model is loaded
     raw = load_raw_data(
-        data_args.dataset_name, data_args.dataset_config_name, data_args.train_file, data_args.validation_file,
-        data_args.test_file, default_dataset=modality.default_dataset, cache_dir=model_args.cache_dir,
-        token=model_args.token, folders=getattr(modality_args, "folders", dict)(), folder_builder=modality.folder_builder,
+        data_args.dataset_name,
+        data_args.dataset_config_name,
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.test_file,
+        default_dataset=modality.default_dataset,
+        cache_dir=model_args.cache_dir,
+        token=model_args.token,
+        folders=getattr(modality_args, "folders", dict)(),
+        folder_builder=modality.folder_builder,
     )
     columns = modality.input_columns(modality_args, raw)
     modality.prepare_raw(raw, columns, modality_args)
     splits, labels = check_and_encode(
-        raw, columns, data_args.label_column_name, modality.is_valid_input, modality.input_problem,
-        drop_invalid_examples=data_args.drop_invalid_examples, merge_label_variants=data_args.merge_label_variants,
-        validation_split_percentage=data_args.validation_split_percentage, seed=training_args.seed,
-        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
-        max_predict_samples=data_args.max_predict_samples, describe_input=modality.describe_input,
+        raw,
+        columns,
+        data_args.label_column_name,
+        modality.is_valid_input,
+        modality.input_problem,
+        drop_invalid_examples=data_args.drop_invalid_examples,
+        merge_label_variants=data_args.merge_label_variants,
+        validation_split_percentage=data_args.validation_split_percentage,
+        seed=training_args.seed,
+        max_train_samples=data_args.max_train_samples,
+        max_eval_samples=data_args.max_eval_samples,
+        max_predict_samples=data_args.max_predict_samples,
+        describe_input=modality.describe_input,
     )
     logger.info("Data: %s", raw.description)
     logger.info("Splits: %s; classes: %s", {s: len(d) for s, d in splits.items()}, labels.names)
@@ -411,7 +459,16 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
 
     # 4. train, 5. evaluate
     stage = _train(
-        model, parts, ready, unaugmented, lengths, collator, processor, labels, strategy_args, training_args,
+        model,
+        parts,
+        ready,
+        unaugmented,
+        lengths,
+        collator,
+        processor,
+        labels,
+        strategy_args,
+        training_args,
         run_args,
     )
     output_dir = training_args.output_dir

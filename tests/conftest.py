@@ -35,8 +35,10 @@ def tiny_bert_dir(tmp_path_factory) -> str:
     from transformers import BertConfig, BertModel, BertTokenizer
 
     path = tmp_path_factory.mktemp("tiny_bert")
-    vocab = SPECIAL + sorted({w for ws in WORDS_BY_LABEL.values() for w in ws} | set(FILLER)) + list(
-        "abcdefghijklmnopqrstuvwxyz"
+    vocab = (
+        SPECIAL
+        + sorted({w for ws in WORDS_BY_LABEL.values() for w in ws} | set(FILLER))
+        + list("abcdefghijklmnopqrstuvwxyz")
     )
     tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True)
     tokenizer.model_max_length = 64
@@ -132,8 +134,15 @@ def tiny_vit_dir(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("tiny_vit")
     torch.manual_seed(0)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=37, num_labels=5)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=5,
+    )
     ViTForImageClassification(config).save_pretrained(path)  # a head for 5 other classes, as on the Hub
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
     return str(path)
@@ -163,8 +172,13 @@ def tiny_efficientnet_lite_dir(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("tiny_efficientnet_lite")
     torch.manual_seed(0)
-    config = EfficientNetLiteConfig(stages=["r1_k3_s1_e1_i8_o8", "r2_k3_s2_e2_i8_o16"], stem_channels=8,
-                                    head_channels=32, image_size=32, num_labels=4)
+    config = EfficientNetLiteConfig(
+        stages=["r1_k3_s1_e1_i8_o8", "r2_k3_s2_e2_i8_o16"],
+        stem_channels=8,
+        head_channels=32,
+        image_size=32,
+        num_labels=4,
+    )
     EfficientNetLiteForImageClassification(config).save_pretrained(path)
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
     return str(path)
@@ -213,9 +227,18 @@ def tiny_wav2vec2_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny_wav2vec2")
     torch.manual_seed(0)
     config = Wav2Vec2Config(
-        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20, conv_dim=(8, 8),
-        conv_stride=(5, 4), conv_kernel=(10, 4), num_feat_extract_layers=2, num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2, classifier_proj_size=8, vocab_size=8,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=20,
+        conv_dim=(8, 8),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_feat_extract_layers=2,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+        classifier_proj_size=8,
+        vocab_size=8,
     )
     Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
     Wav2Vec2FeatureExtractor(sampling_rate=16_000, return_attention_mask=True).save_pretrained(path)
@@ -231,9 +254,21 @@ def tiny_whisper_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny_whisper")
     torch.manual_seed(0)
     config = WhisperConfig(
-        vocab_size=64, num_mel_bins=80, d_model=16, encoder_layers=2, encoder_attention_heads=2, decoder_layers=1,
-        decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, max_source_positions=1500,
-        max_target_positions=32, classifier_proj_size=8, pad_token_id=1, bos_token_id=2, eos_token_id=3,
+        vocab_size=64,
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=24,
+        decoder_ffn_dim=24,
+        max_source_positions=1500,
+        max_target_positions=32,
+        classifier_proj_size=8,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
         decoder_start_token_id=2,
     )
     WhisperForConditionalGeneration(config).save_pretrained(path)

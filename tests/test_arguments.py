@@ -18,7 +18,9 @@ def _parse(args, defaults=None):
 def test_explicit_flags_are_tracked(tmp_path):
     config = tmp_path / "c.json"
     config.write_text('{"num_train_epochs": 4}')
-    (model, data, text, strategy, run, training), explicit = _parse(["--config", str(config), "--seed=3", "--strategy", "lora"])
+    (model, data, text, strategy, run, training), explicit = _parse(
+        ["--config", str(config), "--seed=3", "--strategy", "lora"]
+    )
     assert {"num_train_epochs", "seed", "strategy", "config"} <= explicit
     assert training.num_train_epochs == 4 and training.seed == 3 and strategy.strategy == "lora"
 
@@ -58,7 +60,23 @@ def test_unknown_strategy_is_refused_by_the_parser(capsys):
 
 
 def test_training_arguments_names_are_transformers_own():
-    (_, _, _, _, _, training), _ = _parse(["--per_device_train_batch_size", "7", "--gradient_accumulation_steps", "3",
-                                         "--eval_strategy", "steps", "--eval_steps", "5", "--output_dir", "x"])
+    (_, _, _, _, _, training), _ = _parse(
+        [
+            "--per_device_train_batch_size",
+            "7",
+            "--gradient_accumulation_steps",
+            "3",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "5",
+            "--output_dir",
+            "x",
+        ]
+    )
     assert isinstance(training, TrainingArguments)
-    assert (training.per_device_train_batch_size, training.gradient_accumulation_steps, training.eval_steps) == (7, 3, 5)
+    assert (training.per_device_train_batch_size, training.gradient_accumulation_steps, training.eval_steps) == (
+        7,
+        3,
+        5,
+    )

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import make_texts, write_csv
+
 from hftl.data import check_and_encode, load_raw_data
 from hftl.errors import InputError
 from hftl.modalities import TextModality
@@ -51,12 +51,16 @@ def test_empty_and_non_string_text_rows_are_reported_with_line_numbers(tmp_path)
     records = [dict(r) for r in rows]
     records[7]["text"] = 42
     path.write_text("\n".join(json.dumps(r) for r in records))
-    with pytest.raises(InputError, match=r"t\.jsonl: 2 invalid row\(s\).*empty or not a string.*rows \[3, 7\] \(0-based\)"):
+    with pytest.raises(
+        InputError, match=r"t\.jsonl: 2 invalid row\(s\).*empty or not a string.*rows \[3, 7\] \(0-based\)"
+    ):
         _check({"train_file": str(path)})
 
     rows[8]["text"] = ""
     csv_path = write_csv(tmp_path / "t.csv", rows)
-    with pytest.raises(InputError, match=r"2 invalid row\(s\).*rows \[3, 8\].*file line = row \+ 2.*--drop_invalid_examples"):
+    with pytest.raises(
+        InputError, match=r"2 invalid row\(s\).*rows \[3, 8\].*file line = row \+ 2.*--drop_invalid_examples"
+    ):
         _check({"train_file": csv_path})
 
 

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 import torch
+from conftest import make_image
 from datasets import load_dataset
 from PIL import Image
 from torch.nn import functional as F
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor, pipeline
 
-from conftest import make_image
 from hftl.modalities import ImageModality
 from hftl.modalities.image import processor_size, to_rgb
 from hftl.recipes import main
@@ -24,8 +24,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 from image_classification import DEFAULTS  # noqa: E402
 
-FAST = ["--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-        "--learning_rate", "1e-3", "--logging_steps", "5", "--disable_tqdm", "true", "--image_size", "32"]
+FAST = [
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "8",
+    "--learning_rate",
+    "1e-3",
+    "--logging_steps",
+    "5",
+    "--disable_tqdm",
+    "true",
+    "--image_size",
+    "32",
+]
 
 
 def _args(model_dir, data, output_dir, *extra):
@@ -55,8 +69,9 @@ def _assert_reload_matches(output_dir, validation_dir):
 @pytest.mark.parametrize("strategy", ["full", "feature_extraction", "freeze", "two_stage", "lora"])
 def test_every_strategy_on_vit(tiny_vit_dir, image_folders, tmp_path, strategy, caplog):
     output_dir = tmp_path / strategy
-    metrics = run_classification(ImageModality(), DEFAULTS, _args(tiny_vit_dir, image_folders, output_dir,
-                                                                  "--strategy", strategy))
+    metrics = run_classification(
+        ImageModality(), DEFAULTS, _args(tiny_vit_dir, image_folders, output_dir, "--strategy", strategy)
+    )
     assert metrics["train_samples"] == 24 and metrics["eval_samples"] == 8 and metrics["test_samples"] == 8
     assert "Newly initialised (trained from scratch): ['classifier.bias', 'classifier.weight']" in caplog.text
     config = json.load(open(output_dir / "config.json"))
@@ -68,16 +83,22 @@ def test_every_strategy_on_vit(tiny_vit_dir, image_folders, tmp_path, strategy, 
 
 
 def test_feature_extraction_caches_vit_features(tiny_vit_dir, image_folders, tmp_path):
-    metrics = run_classification(ImageModality(), DEFAULTS, _args(
-        tiny_vit_dir, image_folders, tmp_path / "fe", "--strategy", "feature_extraction"))
+    metrics = run_classification(
+        ImageModality(),
+        DEFAULTS,
+        _args(tiny_vit_dir, image_folders, tmp_path / "fe", "--strategy", "feature_extraction"),
+    )
     assert metrics["trainable_parameters"] == 32 * 2 + 2
     assert "feature_extraction_runtime" in metrics
 
 
 def test_resnet_with_shortest_edge_processor(tiny_resnet_dir, image_folders, tmp_path):
     output_dir = tmp_path / "resnet"
-    run_classification(ImageModality(), DEFAULTS, _args(tiny_resnet_dir, image_folders, output_dir, "--strategy",
-                                                        "freeze", "--num_frozen_layers", "1"))
+    run_classification(
+        ImageModality(),
+        DEFAULTS,
+        _args(tiny_resnet_dir, image_folders, output_dir, "--strategy", "freeze", "--num_frozen_layers", "1"),
+    )
     processor = AutoImageProcessor.from_pretrained(output_dir)
     assert processor_size(processor) == (32, 32) and dict(processor.size) == {"shortest_edge": 32}
     _assert_reload_matches(str(output_dir), image_folders["validation_dir"])
@@ -85,8 +106,13 @@ def test_resnet_with_shortest_edge_processor(tiny_resnet_dir, image_folders, tmp
 
 def test_efficientnet_lite_loads_in_a_fresh_process_without_hftl(tiny_efficientnet_lite_dir, image_folders, tmp_path):
     output_dir = tmp_path / "lite"
-    run_classification(ImageModality(), DEFAULTS, _args(tiny_efficientnet_lite_dir, image_folders, output_dir,
-                                                        "--strategy", "two_stage", "--unfreeze_top_k", "1"))
+    run_classification(
+        ImageModality(),
+        DEFAULTS,
+        _args(
+            tiny_efficientnet_lite_dir, image_folders, output_dir, "--strategy", "two_stage", "--unfreeze_top_k", "1"
+        ),
+    )
     assert (output_dir / "modeling_efficientnet_lite.py").exists()
     _assert_reload_matches(str(output_dir), image_folders["validation_dir"])
     image = tmp_path / "probe.png"
@@ -97,8 +123,14 @@ def test_efficientnet_lite_loads_in_a_fresh_process_without_hftl(tiny_efficientn
         f"print(sorted(r['label'] for r in p({str(image)!r}))); "
         "assert 'hftl' not in sys.modules"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "['dots', 'stripes']" in done.stdout
 
@@ -124,8 +156,11 @@ def _csv_with_paths(tmp_path, broken: bool):
 
 def test_csv_of_relative_image_paths(tiny_vit_dir, tmp_path):
     train = _csv_with_paths(tmp_path, broken=False)
-    metrics = run_classification(ImageModality(), DEFAULTS, _args(
-        tiny_vit_dir, {"train_file": train}, tmp_path / "out", "--validation_split_percentage", "25"))
+    metrics = run_classification(
+        ImageModality(),
+        DEFAULTS,
+        _args(tiny_vit_dir, {"train_file": train}, tmp_path / "out", "--validation_split_percentage", "25"),
+    )
     assert metrics["train_samples"] == 9 and metrics["eval_samples"] == 3
 
 
@@ -137,9 +172,19 @@ def test_corrupt_images_are_reported_by_path_or_skipped(tiny_vit_dir, tmp_path, 
     assert "2 invalid row(s)" in error and "rows [3, 5]" in error
     assert f"{tmp_path}/images/3.png" in error and f"{tmp_path}/images/missing.png" in error
     assert not (tmp_path / "out").exists()
-    metrics = run_classification(ImageModality(), DEFAULTS, _args(
-        tiny_vit_dir, {"train_file": train}, tmp_path / "out", "--drop_invalid_examples", "true",
-        "--num_train_epochs", "1"))
+    metrics = run_classification(
+        ImageModality(),
+        DEFAULTS,
+        _args(
+            tiny_vit_dir,
+            {"train_file": train},
+            tmp_path / "out",
+            "--drop_invalid_examples",
+            "true",
+            "--num_train_epochs",
+            "1",
+        ),
+    )
     assert "Dropped 2 invalid row(s)" in caplog.text
     assert metrics["train_samples"] + metrics["eval_samples"] == 10
 
@@ -152,8 +197,11 @@ def test_missing_image_column_lists_columns(tmp_path, capsys):
 
 
 def test_mismatched_head_without_the_flag_is_a_clear_error(tiny_vit_dir, image_folders, tmp_path, capsys):
-    code = main(ImageModality(), DEFAULTS, _args(tiny_vit_dir, image_folders, tmp_path / "o",
-                                                 "--ignore_mismatched_sizes", "false"))
+    code = main(
+        ImageModality(),
+        DEFAULTS,
+        _args(tiny_vit_dir, image_folders, tmp_path / "o", "--ignore_mismatched_sizes", "false"),
+    )
     assert code == 2
     assert "--ignore_mismatched_sizes" in capsys.readouterr().err
 

@@ -35,7 +35,9 @@ def test_report_and_png(tmp_path):
 
 
 def test_cached_features_reproduce_the_full_model(tiny_bert_dir):
-    model, info = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3, output_loading_info=True)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=3, output_loading_info=True
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     apply_strategy(model, model_parts(model, info["missing_keys"]), StrategyArguments(strategy="feature_extraction"))
     name, layer = classification_layer(model, 3)
@@ -52,6 +54,10 @@ def test_cached_features_reproduce_the_full_model(tiny_bert_dir):
 
 
 def test_cache_is_not_exact_when_more_than_the_layer_trains(tiny_bert_dir):
-    model, info = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2, output_loading_info=True)
-    apply_strategy(model, model_parts(model, info["missing_keys"]), StrategyArguments(strategy="freeze", num_frozen_layers=1))
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, output_loading_info=True
+    )
+    apply_strategy(
+        model, model_parts(model, info["missing_keys"]), StrategyArguments(strategy="freeze", num_frozen_layers=1)
+    )
     assert not cache_is_exact(model, "classifier")

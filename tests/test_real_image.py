@@ -52,10 +52,32 @@ def test_builtin_fashion_mnist():
 
 def test_fine_tune_on_mnist_slice(tmp_path):
     output_dir = tmp_path / "mnist"
-    metrics = run_classification(ImageModality(), DEFAULTS, [
-        "--output_dir", str(output_dir), "--max_train_samples", "600", "--max_eval_samples", "200",
-        "--max_predict_samples", "200", "--num_train_epochs", "1", "--disable_tqdm", "true",
-        "--save_strategy", "no", "--eval_strategy", "no", "--strategy", "two_stage", "--unfreeze_top_k", "4"])
+    metrics = run_classification(
+        ImageModality(),
+        DEFAULTS,
+        [
+            "--output_dir",
+            str(output_dir),
+            "--max_train_samples",
+            "600",
+            "--max_eval_samples",
+            "200",
+            "--max_predict_samples",
+            "200",
+            "--num_train_epochs",
+            "1",
+            "--disable_tqdm",
+            "true",
+            "--save_strategy",
+            "no",
+            "--eval_strategy",
+            "no",
+            "--strategy",
+            "two_stage",
+            "--unfreeze_top_k",
+            "4",
+        ],
+    )
     assert metrics["test_accuracy"] >= 0.6, metrics  # chance is 0.1
     assert json.load(open(output_dir / "preprocessor_config.json"))["size"] == {"height": 128, "width": 128}
     classifier = pipeline("image-classification", model=str(output_dir))

@@ -57,8 +57,23 @@ def test_builtin_spoken_language_id():
 
 
 def test_language_id_with_cached_whisper_features(tmp_path):
-    metrics = run_classification(AudioModality(), DEFAULTS, [
-        "--output_dir", str(tmp_path / "lid"), "--max_train_samples", "300", "--max_eval_samples", "100",
-        "--max_predict_samples", "100", "--max_length_seconds", "4", "--disable_tqdm", "true"])
+    metrics = run_classification(
+        AudioModality(),
+        DEFAULTS,
+        [
+            "--output_dir",
+            str(tmp_path / "lid"),
+            "--max_train_samples",
+            "300",
+            "--max_eval_samples",
+            "100",
+            "--max_predict_samples",
+            "100",
+            "--max_length_seconds",
+            "4",
+            "--disable_tqdm",
+            "true",
+        ],
+    )
     assert metrics["trainable_parameters"] == 512 * 256 + 256 + 256 * 5 + 5  # projector + classifier
     assert metrics["test_accuracy"] >= 0.6, metrics  # chance is 0.2

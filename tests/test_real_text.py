@@ -9,7 +9,6 @@ import sys
 import pytest
 from transformers import pipeline
 
-from hftl.assets import packaged_text_model
 from hftl.data import load_builtin
 from hftl.modalities import TextModality
 from hftl.training import run_classification
@@ -20,8 +19,22 @@ RECIPE = os.path.join(ROOT, "recipes", "text_classification.py")
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 from text_classification import DEFAULTS  # noqa: E402
 
-SLICE = ["--max_train_samples", "1000", "--max_eval_samples", "300", "--max_predict_samples", "400",
-         "--disable_tqdm", "true", "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "20"]
+SLICE = [
+    "--max_train_samples",
+    "1000",
+    "--max_eval_samples",
+    "300",
+    "--max_predict_samples",
+    "400",
+    "--disable_tqdm",
+    "true",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--logging_steps",
+    "20",
+]
 MAJORITY = 0.57  # share of 'fresh' in the test split: what predicting one class scores
 
 
@@ -35,10 +48,25 @@ def test_builtin_split_is_fixed():
 
 def test_full_fine_tuning_with_accelerate_launch(tmp_path):
     output_dir = tmp_path / "full"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", RECIPE,
-               "--output_dir", str(output_dir), "--num_train_epochs", "2", *SLICE, "--max_train_samples", "2000"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--cpu",
+        RECIPE,
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "2",
+        *SLICE,
+        "--max_train_samples",
+        "2000",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "22,713,986 trainable of 22,713,986 parameters" in done.stdout + done.stderr
     results = json.load(open(output_dir / "all_results.json"))
@@ -55,9 +83,11 @@ def test_full_fine_tuning_with_accelerate_launch(tmp_path):
 
 
 def test_cached_feature_extraction(tmp_path):
-    metrics = run_classification(TextModality(), DEFAULTS, [
-        "--output_dir", str(tmp_path / "fe"), "--strategy", "feature_extraction", "--num_train_epochs", "30",
-        *SLICE])
+    metrics = run_classification(
+        TextModality(),
+        DEFAULTS,
+        ["--output_dir", str(tmp_path / "fe"), "--strategy", "feature_extraction", "--num_train_epochs", "30", *SLICE],
+    )
     assert metrics["trainable_parameters"] == 384 * 2 + 2
     assert metrics["feature_extraction_runtime"] > 0
     # MiniLM's pooler was not trained for sentence features: a linear probe on it reaches about 0.63 here
@@ -67,8 +97,11 @@ def test_cached_feature_extraction(tmp_path):
 def test_lora_and_two_stage(tmp_path):
     for strategy, expected_trainable in (("lora", 6 * 2 * (8 * 384 * 2) + 384 * 2 + 2), ("two_stage", None)):
         output_dir = tmp_path / strategy
-        metrics = run_classification(TextModality(), DEFAULTS, [
-            "--output_dir", str(output_dir), "--strategy", strategy, "--num_train_epochs", "2", *SLICE])
+        metrics = run_classification(
+            TextModality(),
+            DEFAULTS,
+            ["--output_dir", str(output_dir), "--strategy", strategy, "--num_train_epochs", "2", *SLICE],
+        )
         if expected_trainable:
             assert metrics["trainable_parameters"] == expected_trainable
         assert metrics["test_accuracy"] >= MAJORITY + 0.08, (strategy, metrics)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import make_tone
 from transformers import AutoFeatureExtractor, WhisperFeatureExtractor, WhisperForAudioClassification, pipeline
 
-from conftest import make_tone
 from hftl.modalities import AudioModality
 from hftl.modalities.audio import decode, resample
 from hftl.models import CroppedWhisperForAudioClassification
@@ -22,8 +22,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 from speech_classification import DEFAULTS  # noqa: E402
 
-FAST = ["--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-        "--learning_rate", "1e-3", "--logging_steps", "5", "--disable_tqdm", "true", "--max_length_seconds", "2"]
+FAST = [
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "8",
+    "--learning_rate",
+    "1e-3",
+    "--logging_steps",
+    "5",
+    "--disable_tqdm",
+    "true",
+    "--max_length_seconds",
+    "2",
+]
 
 
 def _args(model_dir, data, output_dir, *extra):
@@ -60,8 +74,9 @@ def _saved_predictions(output_dir):
 @pytest.mark.parametrize("strategy", ["full", "feature_extraction", "freeze", "two_stage", "lora"])
 def test_every_strategy_on_wav2vec2(tiny_wav2vec2_dir, audio_folders, tmp_path, strategy):
     output_dir = tmp_path / strategy
-    metrics = run_classification(AudioModality(), DEFAULTS, _args(tiny_wav2vec2_dir, audio_folders, output_dir,
-                                                                  "--strategy", strategy))
+    metrics = run_classification(
+        AudioModality(), DEFAULTS, _args(tiny_wav2vec2_dir, audio_folders, output_dir, "--strategy", strategy)
+    )
     assert metrics["train_samples"] == 24 and metrics["eval_samples"] == 8
     assert json.load(open(output_dir / "config.json"))["id2label"] == {"0": "high", "1": "low"}
     assert _pipeline_predictions(output_dir, audio_folders["validation_dir"]) == _saved_predictions(output_dir)
@@ -70,9 +85,23 @@ def test_every_strategy_on_wav2vec2(tiny_wav2vec2_dir, audio_folders, tmp_path, 
 def test_feature_encoder_is_frozen_by_default(tiny_wav2vec2_dir, audio_folders, tmp_path):
     counts = {}
     for freeze in ("true", "false"):
-        metrics = run_classification(AudioModality(), DEFAULTS, _args(
-            tiny_wav2vec2_dir, audio_folders, tmp_path / freeze, "--freeze_feature_encoder", freeze,
-            "--num_train_epochs", "1", "--do_eval", "false", "--do_predict", "false"))
+        metrics = run_classification(
+            AudioModality(),
+            DEFAULTS,
+            _args(
+                tiny_wav2vec2_dir,
+                audio_folders,
+                tmp_path / freeze,
+                "--freeze_feature_encoder",
+                freeze,
+                "--num_train_epochs",
+                "1",
+                "--do_eval",
+                "false",
+                "--do_predict",
+                "false",
+            ),
+        )
         counts[freeze] = metrics["trainable_parameters"]
     from transformers import Wav2Vec2ForSequenceClassification
 
@@ -83,9 +112,21 @@ def test_feature_encoder_is_frozen_by_default(tiny_wav2vec2_dir, audio_folders, 
 
 def test_whisper_is_cropped_cached_and_loads_without_hftl(tiny_whisper_dir, audio_folders, tmp_path):
     output_dir = tmp_path / "whisper"
-    metrics = run_classification(AudioModality(), DEFAULTS, _args(
-        tiny_whisper_dir, audio_folders, output_dir, "--strategy", "feature_extraction", "--num_train_epochs", "60",
-        "--learning_rate", "1e-2"))
+    metrics = run_classification(
+        AudioModality(),
+        DEFAULTS,
+        _args(
+            tiny_whisper_dir,
+            audio_folders,
+            output_dir,
+            "--strategy",
+            "feature_extraction",
+            "--num_train_epochs",
+            "60",
+            "--learning_rate",
+            "1e-2",
+        ),
+    )
     assert "feature_extraction_runtime" in metrics  # pooled encoder states were cached: projector + classifier train
     config = json.load(open(output_dir / "config.json"))
     assert config["model_type"] == "hftl_whisper_crop" and "AutoModelForAudioClassification" in config["auto_map"]
@@ -100,8 +141,14 @@ def test_whisper_is_cropped_cached_and_loads_without_hftl(tiny_whisper_dir, audi
         "print(sorted(o['label'] for o in p({'raw': x, 'sampling_rate': r}))); "
         "assert 'hftl' not in sys.modules and type(p.model).__name__ == 'CroppedWhisperForAudioClassification'"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "['high', 'low']" in done.stdout
 
@@ -115,8 +162,12 @@ def test_cropped_whisper_equals_whisper_on_full_windows_and_ignores_padding(tiny
     batch = extractor([short, long], sampling_rate=16_000, return_tensors="pt", return_attention_mask=True)
     alone = extractor([short], sampling_rate=16_000, return_tensors="pt", return_attention_mask=True)
     with torch.no_grad():
-        torch.testing.assert_close(cropped(input_features=batch.input_features).logits,
-                                   full(input_features=batch.input_features).logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            cropped(input_features=batch.input_features).logits,
+            full(input_features=batch.input_features).logits,
+            atol=1e-5,
+            rtol=1e-5,
+        )
         together = cropped(**batch).logits[0]
         by_itself = cropped(**alone).logits[0]
     torch.testing.assert_close(together, by_itself, atol=1e-4, rtol=1e-4)  # padding to the longer clip changes nothing
@@ -153,9 +204,21 @@ def test_bad_audio_is_reported_by_path_or_skipped(tiny_wav2vec2_dir, tmp_path, c
     error = capsys.readouterr().err
     assert code == 2 and "4 invalid row(s)" in error and "rows [1, 2, 3, 4]" in error
     assert "unreadable, empty, NaN or too short" in error and f"{tmp_path}/clips/1.wav" in error
-    metrics = run_classification(AudioModality(), DEFAULTS, _args(
-        tiny_wav2vec2_dir, {"train_file": train}, tmp_path / "out", "--drop_invalid_examples", "true",
-        "--num_train_epochs", "1", "--validation_split_percentage", "34"))
+    metrics = run_classification(
+        AudioModality(),
+        DEFAULTS,
+        _args(
+            tiny_wav2vec2_dir,
+            {"train_file": train},
+            tmp_path / "out",
+            "--drop_invalid_examples",
+            "true",
+            "--num_train_epochs",
+            "1",
+            "--validation_split_percentage",
+            "34",
+        ),
+    )
     assert "Dropped 4 invalid row(s)" in caplog.text
     assert metrics["train_samples"] + metrics["eval_samples"] == 6
 
@@ -184,8 +247,9 @@ def test_crops_random_in_training_first_seconds_in_evaluation(tiny_wav2vec2_dir,
     raw = RawData(DatasetDict(train=split, validation=split), {}, "")
     modality.prepare_raw(raw, ["audio"], AudioArguments())
     extractor = AutoFeatureExtractor.from_pretrained(tiny_wav2vec2_dir)
-    ready = modality.preprocess(raw.splits, extractor, ["audio"], AudioArguments(max_length_seconds=1.0),
-                                TrainingArguments("x"))
+    ready = modality.preprocess(
+        raw.splits, extractor, ["audio"], AudioArguments(max_length_seconds=1.0), TrainingArguments("x")
+    )
     train = [ready["train"][i]["audio_samples"] for i in range(4)]
     evaluation = [ready["validation"][i]["audio_samples"] for i in range(4)]
     assert all(len(c) == 16_000 for c in train + evaluation)

@@ -74,7 +74,9 @@ def test_two_stage(tiny_bert_dir):
 
 
 def test_new_modules_train_even_inside_a_frozen_backbone(tiny_bert_dir):
-    model, info = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2, output_loading_info=True)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, output_loading_info=True
+    )
     parts = model_parts(model, list(info["missing_keys"]) + ["bert.pooler.dense.weight", "bert.pooler.dense.bias"])
     apply_strategy(model, parts, StrategyArguments(strategy="feature_extraction"))
     assert "bert.pooler.dense.weight" in _trainable_names(model)
@@ -96,7 +98,10 @@ def test_lora_unknown_target_lists_candidates(tiny_bert_dir):
 
 
 def test_lora_comma_separated_targets():
-    assert StrategyArguments(strategy="lora", lora_target_modules=["query, key"]).lora_target_modules == ["query", "key"]
+    assert StrategyArguments(strategy="lora", lora_target_modules=["query, key"]).lora_target_modules == [
+        "query",
+        "key",
+    ]
 
 
 def test_frozen_parameters_do_not_change_in_training(tiny_bert_dir):

@@ -20,8 +20,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 from text_classification import DEFAULTS  # noqa: E402
 
-FAST = ["--num_train_epochs", "3", "--per_device_train_batch_size", "16", "--learning_rate", "5e-3",
-        "--logging_steps", "5", "--disable_tqdm", "true", "--eval_strategy", "epoch", "--save_strategy", "epoch"]
+FAST = [
+    "--num_train_epochs",
+    "3",
+    "--per_device_train_batch_size",
+    "16",
+    "--learning_rate",
+    "5e-3",
+    "--logging_steps",
+    "5",
+    "--disable_tqdm",
+    "true",
+    "--eval_strategy",
+    "epoch",
+    "--save_strategy",
+    "epoch",
+]
 
 
 def _args(model_dir, files, output_dir, *extra):
@@ -63,16 +77,33 @@ def _assert_reload_matches(output_dir, files, adapter=False, model_dir=None):
 @pytest.mark.parametrize("strategy", ["full", "feature_extraction", "freeze", "two_stage", "lora"])
 def test_every_strategy_end_to_end(tiny_bert_dir, text_files, tmp_path, strategy):
     output_dir = tmp_path / strategy
-    metrics = run_classification(TextModality(), DEFAULTS, _args(tiny_bert_dir, text_files, output_dir,
-                                                                 "--strategy", strategy))
+    metrics = run_classification(
+        TextModality(), DEFAULTS, _args(tiny_bert_dir, text_files, output_dir, "--strategy", strategy)
+    )
     results = json.load(open(output_dir / "all_results.json"))
     assert results == pytest.approx(metrics, nan_ok=True)
-    for key in ("train_samples_per_second", "train_runtime", "eval_accuracy", "eval_f1", "eval_precision",
-                "eval_recall", "test_accuracy", "test_f1", "test_f1_positive", "trainable_parameters"):
+    for key in (
+        "train_samples_per_second",
+        "train_runtime",
+        "eval_accuracy",
+        "eval_f1",
+        "eval_precision",
+        "eval_recall",
+        "test_accuracy",
+        "test_f1",
+        "test_f1_positive",
+        "trainable_parameters",
+    ):
         assert key in results, key
     assert results["train_samples"] == 64 and results["eval_samples"] == 16 and results["test_samples"] == 16
-    for name in ("README.md", "hftl_config.yaml", "eval_confusion_matrix.png", "test_report.json",
-                 "tokenizer.json", "config.json"):
+    for name in (
+        "README.md",
+        "hftl_config.yaml",
+        "eval_confusion_matrix.png",
+        "test_report.json",
+        "tokenizer.json",
+        "config.json",
+    ):
         assert (output_dir / name).exists(), name
     config = json.load(open(output_dir / "config.json"))
     assert config["id2label"] == {"0": "negative", "1": "positive"}
@@ -88,25 +119,54 @@ def test_every_strategy_end_to_end(tiny_bert_dir, text_files, tmp_path, strategy
 def test_trainable_parameters_reported_per_strategy(tiny_bert_dir, text_files, tmp_path):
     counts = {}
     for strategy in ("full", "feature_extraction"):
-        metrics = run_classification(TextModality(), DEFAULTS, _args(
-            tiny_bert_dir, text_files, tmp_path / strategy, "--strategy", strategy, "--do_eval", "false",
-            "--do_predict", "false", "--num_train_epochs", "1"))
+        metrics = run_classification(
+            TextModality(),
+            DEFAULTS,
+            _args(
+                tiny_bert_dir,
+                text_files,
+                tmp_path / strategy,
+                "--strategy",
+                strategy,
+                "--do_eval",
+                "false",
+                "--do_predict",
+                "false",
+                "--num_train_epochs",
+                "1",
+            ),
+        )
         counts[strategy] = metrics["trainable_parameters"]
     assert counts["feature_extraction"] == 32 * 2 + 2
     assert counts["full"] == metrics["total_parameters"]
 
 
 def test_learns_the_toy_task(tiny_bert_dir, text_files, tmp_path):
-    metrics = run_classification(TextModality(), DEFAULTS, _args(
-        tiny_bert_dir, text_files, tmp_path / "out", "--num_train_epochs", "15", "--learning_rate", "1e-3"))
+    metrics = run_classification(
+        TextModality(),
+        DEFAULTS,
+        _args(tiny_bert_dir, text_files, tmp_path / "out", "--num_train_epochs", "15", "--learning_rate", "1e-3"),
+    )
     assert metrics["eval_accuracy"] >= 0.9  # sentiment words decide the label; chance is 0.5
 
 
 def test_lora_adapter_only(tiny_bert_dir, text_files, tmp_path):
     output_dir = tmp_path / "lora"
-    run_classification(TextModality(), DEFAULTS, _args(
-        tiny_bert_dir, text_files, output_dir, "--strategy", "lora", "--merge_adapter", "false",
-        "--do_predict", "false"))
+    run_classification(
+        TextModality(),
+        DEFAULTS,
+        _args(
+            tiny_bert_dir,
+            text_files,
+            output_dir,
+            "--strategy",
+            "lora",
+            "--merge_adapter",
+            "false",
+            "--do_predict",
+            "false",
+        ),
+    )
     assert (output_dir / "adapter_config.json").exists() and not (output_dir / "model.safetensors").exists()
     adapter_files = json.load(open(output_dir / "adapter_config.json"))
     assert "classifier" in adapter_files["modules_to_save"]
@@ -116,13 +176,36 @@ def test_lora_adapter_only(tiny_bert_dir, text_files, tmp_path):
 
 def test_config_file_and_resolved_config(tiny_bert_dir, text_files, tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"strategy": "freeze", "num_frozen_layers": 3, "num_train_epochs": 1,
-                                      "learning_rate": 1e-3, "do_predict": False}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "strategy": "freeze",
+                "num_frozen_layers": 3,
+                "num_train_epochs": 1,
+                "learning_rate": 1e-3,
+                "do_predict": False,
+            }
+        )
+    )
     output_dir = tmp_path / "out"
-    run_classification(TextModality(), DEFAULTS, ["--config", str(config), "--learning_rate", "2e-3",
-                                                  "--model_name_or_path", tiny_bert_dir, "--output_dir",
-                                                  str(output_dir), "--train_file", text_files["train_file"],
-                                                  "--disable_tqdm", "true"])
+    run_classification(
+        TextModality(),
+        DEFAULTS,
+        [
+            "--config",
+            str(config),
+            "--learning_rate",
+            "2e-3",
+            "--model_name_or_path",
+            tiny_bert_dir,
+            "--output_dir",
+            str(output_dir),
+            "--train_file",
+            text_files["train_file"],
+            "--disable_tqdm",
+            "true",
+        ],
+    )
     resolved = yaml.safe_load((output_dir / "hftl_config.yaml").read_text())
     assert resolved["strategy"] == "freeze" and resolved["num_frozen_layers"] == 3
     assert resolved["learning_rate"] == 2e-3  # the command line overrides the file
@@ -130,8 +213,11 @@ def test_config_file_and_resolved_config(tiny_bert_dir, text_files, tmp_path):
     assert "hub_token" not in resolved and "token" not in resolved
     # the resolved config is itself a valid --config
     rerun = tmp_path / "rerun"
-    run_classification(TextModality(), DEFAULTS, ["--config", str(output_dir / "hftl_config.yaml"),
-                                                  "--output_dir", str(rerun), "--do_train", "false"])
+    run_classification(
+        TextModality(),
+        DEFAULTS,
+        ["--config", str(output_dir / "hftl_config.yaml"), "--output_dir", str(rerun), "--do_train", "false"],
+    )
     assert (rerun / "eval_results.json").exists()
 
 
@@ -145,8 +231,11 @@ def test_unknown_config_key(tmp_path, capsys):
 def test_bad_data_fails_before_the_model_loads(tmp_path, capsys):
     path = tmp_path / "train.csv"
     path.write_text("body,label\ngood,pos\nbad,neg\n")
-    code = main(TextModality(), DEFAULTS, ["--train_file", str(path), "--model_name_or_path", "/no/such/model",
-                                           "--output_dir", str(tmp_path / "out")])
+    code = main(
+        TextModality(),
+        DEFAULTS,
+        ["--train_file", str(path), "--model_name_or_path", "/no/such/model", "--output_dir", str(tmp_path / "out")],
+    )
     assert code == 2
     assert "no text column found among ['body', 'label']" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -154,10 +243,19 @@ def test_bad_data_fails_before_the_model_loads(tmp_path, capsys):
 
 def test_accelerate_launch_runs_the_recipe(tiny_bert_dir, text_files, tmp_path):
     output_dir = tmp_path / "launched"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
-               os.path.join(ROOT, "recipes", "text_classification.py"),
-               *_args(tiny_bert_dir, text_files, output_dir, "--num_train_epochs", "1")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--cpu",
+        os.path.join(ROOT, "recipes", "text_classification.py"),
+        *_args(tiny_bert_dir, text_files, output_dir, "--num_train_epochs", "1"),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.load(open(output_dir / "all_results.json"))["eval_samples"] == 16
 
@@ -179,9 +277,23 @@ def test_predictions_keep_row_order_with_length_grouping(tiny_bert_dir, tmp_path
         row["text"] += " the" * (3 * (i % 7))
     files = {"train_file": write_csv(tmp_path / "train.csv", rows), "test_file": write_csv(tmp_path / "test.csv", rows)}
     output_dir = tmp_path / "out"
-    run_classification(TextModality(), DEFAULTS, _args(
-        tiny_bert_dir, files, output_dir, "--train_sampling_strategy", "group_by_length",
-        "--per_device_eval_batch_size", "4", "--num_train_epochs", "20", "--learning_rate", "1e-3"))
+    run_classification(
+        TextModality(),
+        DEFAULTS,
+        _args(
+            tiny_bert_dir,
+            files,
+            output_dir,
+            "--train_sampling_strategy",
+            "group_by_length",
+            "--per_device_eval_batch_size",
+            "4",
+            "--num_train_epochs",
+            "20",
+            "--learning_rate",
+            "1e-3",
+        ),
+    )
     model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     with torch.no_grad():

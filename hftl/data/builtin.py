@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
-from hftl.errors import InputError
-
 from hftl.assets import ASSETS_HINT
+from hftl.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,7 @@ def _split_by_hash(rows: list[dict], key: str, features: Features) -> DatasetDic
     for row in rows:
         bucket = hash_bucket(row[key])
         splits["test" if bucket == 0 else "validation" if bucket == 1 else "train"].append(row)
-    return DatasetDict(
-        {name: Dataset.from_list(split_rows, features=features) for name, split_rows in splits.items()}
-    )
+    return DatasetDict({name: Dataset.from_list(split_rows, features=features) for name, split_rows in splits.items()})
 
 
 def _rotten_tomatoes_critics() -> DatasetDict:
@@ -89,7 +86,7 @@ def _rotten_tomatoes_critics() -> DatasetDict:
     frame = frame.assign(text=frame["text"].str.strip())
     frame = frame[frame["text"] != ""].drop_duplicates(subset=["text"])
     features = Features({"text": Value("string"), "label": ClassLabel(names=["fresh", "rotten"])})
-    rows = [{"text": t, "label": c} for t, c in zip(frame["text"], frame["category"])]
+    rows = [{"text": t, "label": c} for t, c in zip(frame["text"], frame["category"], strict=True)]
     return _split_by_hash(rows, "text", features)
 
 
@@ -142,8 +139,18 @@ def _optdigits() -> DatasetDict:
 
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                        "Ankle boot"]
+FASHION_MNIST_LABELS = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def _read_idx(path: str):
@@ -154,7 +161,7 @@ def _read_idx(path: str):
     with gzip.open(path, "rb") as handle:
         data = handle.read()
     dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
@@ -163,8 +170,10 @@ def _fashion_mnist() -> DatasetDict:
 
     names = {"train": "train", "test": "t10k"}
     paths = {
-        split: (os.path.join(FASHION_MNIST_DIR, f"{stem}-images-idx3-ubyte.gz"),
-                os.path.join(FASHION_MNIST_DIR, f"{stem}-labels-idx1-ubyte.gz"))
+        split: (
+            os.path.join(FASHION_MNIST_DIR, f"{stem}-images-idx3-ubyte.gz"),
+            os.path.join(FASHION_MNIST_DIR, f"{stem}-labels-idx1-ubyte.gz"),
+        )
         for split, stem in names.items()
     }
     if not all(os.path.isfile(p) for pair in paths.values() for p in pair):
@@ -235,7 +244,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
         BuiltinDataset(
             name="optdigits",
             modality="image",
-            description="UCI optical recognition of handwritten digits, 1,797 grayscale 8x8 images (0-16 scaled to 0-255).",
+            description="UCI optical recognition of handwritten digits, 1,797 grayscale 8x8 images "
+            "(0-16 scaled to 0-255).",
             source="scikit-learn load_digits() (UCI ML repository, Alpaydin & Kaynak 1998).",
             split_rule="MD5('optdigits-<row>') mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order.",
             loader=_optdigits,
@@ -268,7 +278,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             description="Spoken-language identification (en, es, fr, it, ru), espeak-ng speech at 22.05 kHz: "
             "IVR-style phrases and numbers, 12 voice variants, random speeds and pitches, 240 clips per language.",
             source="Debian espeak-ng, synthesised on first use from a fixed seed (hftl/data/speech.py).",
-            split_rule="MD5('synthetic-<clip file>') mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order.",
+            split_rule="MD5('synthetic-<clip file>') mod 10: 0 -> test, 1 -> validation, else train; "
+            "rows in MD5 order.",
             loader=lambda: _spoken_language_id("synthetic"),
         ),
     ]

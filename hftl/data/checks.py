@@ -153,9 +153,7 @@ def _merge_variants(values_by_split: dict[str, list[str]], merge: bool, raw: Raw
             f"They would become separate classes. Fix the data, or pass --merge_label_variants to merge each group "
             f"into its most frequent spelling."
         )
-    canonical = {
-        spelling: counter.most_common(1)[0][0] for counter in variants.values() for spelling in counter
-    }
+    canonical = {spelling: counter.most_common(1)[0][0] for counter in variants.values() for spelling in counter}
     logger.warning("Merged label variants into their most frequent spelling: %s", canonical)
     for split, values in values_by_split.items():
         values_by_split[split] = [canonical.get(v, v) for v in values]
@@ -210,7 +208,13 @@ def check_and_encode(
         raise InputError(f"The data has no 'train' split (it has {sorted(raw.splits)}).")
     unlabelled = _check_columns(raw, input_columns, label_column)
     _check_rows(
-        raw, input_columns, label_column, is_valid_input, input_problem, drop_invalid_examples, unlabelled,
+        raw,
+        input_columns,
+        label_column,
+        is_valid_input,
+        input_problem,
+        drop_invalid_examples,
+        unlabelled,
         describe_input,
     )
 
@@ -257,7 +261,10 @@ def check_and_encode(
         splits["train"], splits["validation"] = carved["train"], carved["test"]
         logger.info(
             "No validation split given: carved %d of %d training examples (%.1f%%, stratified, seed %d).",
-            len(carved["test"]), len(carved["train"]) + len(carved["test"]), validation_split_percentage, seed,
+            len(carved["test"]),
+            len(carved["train"]) + len(carved["test"]),
+            validation_split_percentage,
+            seed,
         )
 
     for split, limit in (("train", max_train_samples), ("validation", max_eval_samples), ("test", max_predict_samples)):

@@ -133,7 +133,9 @@ def load_raw_data(
     """
     if folders:
         if train_file or dataset_name:
-            raise InputError("Give data either as folders (--train_dir ...), files (--train_file ...) or --dataset_name.")
+            raise InputError(
+                "Give data either as folders (--train_dir ...), files (--train_file ...) or --dataset_name."
+            )
         if "train" not in folders:
             raise InputError("--validation_dir / --test_dir need --train_dir as well.")
         return _load_folders(folders, folder_builder or "imagefolder")

@@ -28,27 +28,76 @@ VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "
 MIN_SECONDS = 0.4
 
 PHRASES = {
-    "en": ["Please enter your account number.", "Your call is important to us.", "Press one for sales.",
-           "The person you are calling is not available.", "Please hold the line.", "Goodbye.",
-           "Thank you for calling.", "Please leave a message after the tone.", "That extension is invalid.",
-           "You have new messages.", "Please try again later.", "Enter your password, followed by the pound key."],
-    "es": ["Por favor, introduzca su número de cuenta.", "Su llamada es importante para nosotros.",
-           "Pulse uno para ventas.", "La persona a la que llama no está disponible.", "Por favor, espere.",
-           "Adiós.", "Gracias por llamar.", "Deje su mensaje después del tono.", "Esa extensión no es válida.",
-           "Tiene mensajes nuevos.", "Por favor, inténtelo más tarde.", "Introduzca su contraseña."],
-    "fr": ["Veuillez saisir votre numéro de compte.", "Votre appel est important pour nous.",
-           "Appuyez sur un pour le service commercial.", "Votre correspondant n'est pas disponible.",
-           "Veuillez patienter.", "Au revoir.", "Merci de votre appel.", "Laissez un message après le bip.",
-           "Ce poste n'est pas valide.", "Vous avez de nouveaux messages.", "Veuillez réessayer plus tard.",
-           "Entrez votre mot de passe."],
-    "it": ["Inserisca il suo numero di conto.", "La sua chiamata è importante per noi.",
-           "Prema uno per le vendite.", "La persona chiamata non è disponibile.", "Attenda in linea, prego.",
-           "Arrivederci.", "Grazie per aver chiamato.", "Lasci un messaggio dopo il segnale acustico.",
-           "L'interno non è valido.", "Ha nuovi messaggi.", "Riprovi più tardi.", "Inserisca la sua password."],
-    "ru": ["Пожалуйста, введите номер вашего счёта.", "Ваш звонок очень важен для нас.",
-           "Нажмите один для отдела продаж.", "Абонент недоступен.", "Пожалуйста, оставайтесь на линии.",
-           "До свидания.", "Спасибо за звонок.", "Оставьте сообщение после сигнала.", "Неверный добавочный номер.",
-           "У вас новые сообщения.", "Пожалуйста, повторите попытку позже.", "Введите ваш пароль."],
+    "en": [
+        "Please enter your account number.",
+        "Your call is important to us.",
+        "Press one for sales.",
+        "The person you are calling is not available.",
+        "Please hold the line.",
+        "Goodbye.",
+        "Thank you for calling.",
+        "Please leave a message after the tone.",
+        "That extension is invalid.",
+        "You have new messages.",
+        "Please try again later.",
+        "Enter your password, followed by the pound key.",
+    ],
+    "es": [
+        "Por favor, introduzca su número de cuenta.",
+        "Su llamada es importante para nosotros.",
+        "Pulse uno para ventas.",
+        "La persona a la que llama no está disponible.",
+        "Por favor, espere.",
+        "Adiós.",
+        "Gracias por llamar.",
+        "Deje su mensaje después del tono.",
+        "Esa extensión no es válida.",
+        "Tiene mensajes nuevos.",
+        "Por favor, inténtelo más tarde.",
+        "Introduzca su contraseña.",
+    ],
+    "fr": [
+        "Veuillez saisir votre numéro de compte.",
+        "Votre appel est important pour nous.",
+        "Appuyez sur un pour le service commercial.",
+        "Votre correspondant n'est pas disponible.",
+        "Veuillez patienter.",
+        "Au revoir.",
+        "Merci de votre appel.",
+        "Laissez un message après le bip.",
+        "Ce poste n'est pas valide.",
+        "Vous avez de nouveaux messages.",
+        "Veuillez réessayer plus tard.",
+        "Entrez votre mot de passe.",
+    ],
+    "it": [
+        "Inserisca il suo numero di conto.",
+        "La sua chiamata è importante per noi.",
+        "Prema uno per le vendite.",
+        "La persona chiamata non è disponibile.",
+        "Attenda in linea, prego.",
+        "Arrivederci.",
+        "Grazie per aver chiamato.",
+        "Lasci un messaggio dopo il segnale acustico.",
+        "L'interno non è valido.",
+        "Ha nuovi messaggi.",
+        "Riprovi più tardi.",
+        "Inserisca la sua password.",
+    ],
+    "ru": [
+        "Пожалуйста, введите номер вашего счёта.",
+        "Ваш звонок очень важен для нас.",
+        "Нажмите один для отдела продаж.",
+        "Абонент недоступен.",
+        "Пожалуйста, оставайтесь на линии.",
+        "До свидания.",
+        "Спасибо за звонок.",
+        "Оставьте сообщение после сигнала.",
+        "Неверный добавочный номер.",
+        "У вас новые сообщения.",
+        "Пожалуйста, повторите попытку позже.",
+        "Введите ваш пароль.",
+    ],
 }
 
 
@@ -87,7 +136,9 @@ def prepare_real() -> str:
         with tempfile.TemporaryDirectory() as work:
             for language in LANGUAGES:
                 package = f"asterisk-core-sounds-{language}-wav"
-                fetched = subprocess.run(["apt-get", "download", "-q", package], cwd=work, capture_output=True, text=True)
+                fetched = subprocess.run(
+                    ["apt-get", "download", "-q", package], cwd=work, capture_output=True, text=True
+                )
                 debs = glob.glob(os.path.join(work, f"{package}_*.deb"))
                 if fetched.returncode != 0 or not debs:
                     raise InputError(
@@ -132,8 +183,18 @@ def prepare_synthetic(clips_per_language: int = 240, seed: int = 0) -> str:
                 else:
                     text = " ".join(str(rng.randint(0, 9999)) for _ in range(rng.randint(1, 3)))
                 voice = ESPEAK_VOICES[language] + rng.choice(VARIANTS)
-                command = [espeak, "-v", voice, "-s", str(rng.randint(120, 200)), "-p", str(rng.randint(20, 80)),
-                           "-w", os.path.join(destination, f"tts_{index:04d}.wav"), text]
+                command = [
+                    espeak,
+                    "-v",
+                    voice,
+                    "-s",
+                    str(rng.randint(120, 200)),
+                    "-p",
+                    str(rng.randint(20, 80)),
+                    "-w",
+                    os.path.join(destination, f"tts_{index:04d}.wav"),
+                    text,
+                ]
                 subprocess.run(command, check=True, capture_output=True)
 
     return _staged("synthetic", build)

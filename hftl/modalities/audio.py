@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
-import os
 import random
 
 import numpy as np
@@ -24,7 +22,7 @@ from hftl.assets import packaged_speech_model
 from hftl.data.checks import LABELS
 from hftl.data.loading import RawData
 from hftl.errors import InputError
-from hftl.modalities.base import Modality
+from hftl.modalities.base import Modality, cast_file_column, describe_file_cell
 
 logger = logging.getLogger(__name__)
 
@@ -91,23 +89,7 @@ class AudioModality(Modality):
     def prepare_raw(self, raw: RawData, columns: list[str], args: AudioArguments) -> None:
         """Cast the audio column to undecoded `Audio` cells; paths in files resolve against the file's folder."""
         self._min_seconds = args.min_length_seconds
-        (column,) = columns
-        for split, dataset in raw.splits.items():
-            if column not in dataset.column_names:
-                continue
-            if not isinstance(dataset.features[column], Audio):
-                folder = os.path.dirname(os.path.abspath(raw.files[split])) if split in raw.files else os.getcwd()
-                dataset = dataset.map(
-                    lambda batch, folder=folder: {
-                        column: [
-                            os.path.join(folder, p) if isinstance(p, str) and p.strip() and not os.path.isabs(p) else p
-                            for p in batch[column]
-                        ]
-                    },
-                    batched=True,
-                    desc="Resolving audio paths",
-                )
-            raw.splits[split] = dataset.cast_column(column, Audio(decode=False))
+        cast_file_column(raw, columns[0], Audio(decode=False), "audio")
 
     def is_valid_input(self, value: object) -> bool:
         try:
@@ -117,9 +99,7 @@ class AudioModality(Modality):
         return len(samples) >= max(1, self._min_seconds * rate) and bool(np.isfinite(samples).all())
 
     def describe_input(self, value: object) -> str:
-        if isinstance(value, dict) and value.get("path"):
-            return value["path"]
-        return "(audio bytes)" if value else "(empty cell)"
+        return describe_file_cell(value, "audio")
 
     def load_processor(self, model_args: ModelArguments, model_path: str):
         return AutoFeatureExtractor.from_pretrained(
@@ -175,7 +155,7 @@ class AudioModality(Modality):
                 samples = resample(samples, source_rate, rate)
                 if len(samples) > window:
                     start = random.randint(0, len(samples) - window) if train else 0
-                    samples = samples[start: start + window]
+                    samples = samples[start : start + window]
                 clips.append(samples)
             output = {"audio_samples": clips}
             if LABELS in batch:
@@ -224,5 +204,3 @@ class AudioCollator:
         if LABELS in examples[0]:
             batch[LABELS] = torch.tensor([example[LABELS] for example in examples])
         return batch
-
-

@@ -12,6 +12,39 @@ from hftl.arguments import ModelArguments
 from hftl.data.loading import RawData
 
 
+def cast_file_column(raw: RawData, column: str, feature, what: str) -> None:
+    """Cast `column` of every split to an undecoded `datasets` `Image` / `Audio` feature.
+
+    Cells that are paths (from CSV / JSON files) are made absolute first, relative to the data file's folder (or the
+    working directory); cells already of that feature type are only made undecoded.
+    """
+    import os
+
+    for split, dataset in raw.splits.items():
+        if column not in dataset.column_names:
+            continue  # reported by the column checks
+        if not isinstance(dataset.features[column], type(feature)):
+            folder = os.path.dirname(os.path.abspath(raw.files[split])) if split in raw.files else os.getcwd()
+
+            def resolve(batch, folder=folder):
+                return {
+                    column: [
+                        os.path.join(folder, p) if isinstance(p, str) and p.strip() and not os.path.isabs(p) else p
+                        for p in batch[column]
+                    ]
+                }
+
+            dataset = dataset.map(resolve, batched=True, desc=f"Resolving {what} paths")
+        raw.splits[split] = dataset.cast_column(column, feature)
+
+
+def describe_file_cell(value: object, what: str) -> str:
+    """An undecoded Image / Audio cell, for messages: its path, or what it is."""
+    if isinstance(value, dict) and value.get("path"):
+        return value["path"]
+    return f"({what} bytes)" if value else "(empty cell)"
+
+
 class Modality:
     """How one kind of data (text, image, audio) turns into model inputs.
 

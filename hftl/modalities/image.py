@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import random
 
 import numpy as np
@@ -25,7 +24,7 @@ from hftl.data.builtin import BUILTIN_DATASETS
 from hftl.data.checks import LABELS
 from hftl.data.loading import RawData
 from hftl.errors import InputError
-from hftl.modalities.base import Modality
+from hftl.modalities.base import Modality, cast_file_column, describe_file_cell
 
 logger = logging.getLogger(__name__)
 
@@ -136,25 +135,10 @@ class ImageModality(Modality):
     def prepare_raw(self, raw: RawData, columns: list[str], args: ImageArguments) -> None:
         """Cast the image column to undecoded `Image` cells; paths in files resolve against the file's folder."""
         builtin = BUILTIN_DATASETS.get(raw.builtin) if raw.builtin else None
-        self._random_flip = args.random_flip if args.random_flip is not None else (builtin.random_flip if builtin else True)
-        (column,) = columns
-        for split, dataset in raw.splits.items():
-            if column not in dataset.column_names:
-                continue  # reported by the column checks
-            feature = dataset.features[column]
-            if not isinstance(feature, Image):
-                folder = os.path.dirname(os.path.abspath(raw.files[split])) if split in raw.files else os.getcwd()
-
-                def resolve(batch, folder=folder):
-                    return {
-                        column: [
-                            os.path.join(folder, p) if isinstance(p, str) and p.strip() and not os.path.isabs(p) else p
-                            for p in batch[column]
-                        ]
-                    }
-
-                dataset = dataset.map(resolve, batched=True, desc="Resolving image paths")
-            raw.splits[split] = dataset.cast_column(column, Image(decode=False))
+        self._random_flip = (
+            args.random_flip if args.random_flip is not None else (builtin.random_flip if builtin else True)
+        )
+        cast_file_column(raw, columns[0], Image(decode=False), "image")
 
     def is_valid_input(self, value: object) -> bool:
         try:
@@ -165,9 +149,7 @@ class ImageModality(Modality):
             return False
 
     def describe_input(self, value: object) -> str:
-        if isinstance(value, dict) and value.get("path"):
-            return value["path"]
-        return "(image bytes)" if value else "(empty cell)"
+        return describe_file_cell(value, "image")
 
     def load_processor(self, model_args: ModelArguments, model_path: str):
         return AutoImageProcessor.from_pretrained(
@@ -182,7 +164,11 @@ class ImageModality(Modality):
         """Apply --image_size to the processor, so that the saved processor resizes as training did."""
         if args.image_size:
             size = processor.size
-            keys = set(size) if isinstance(size, dict) else {k for k in ("shortest_edge", "height") if getattr(size, k, None)}
+            keys = (
+                set(size)
+                if isinstance(size, dict)
+                else {k for k in ("shortest_edge", "height") if getattr(size, k, None)}
+            )
             square = {"height": args.image_size, "width": args.image_size}
             processor.size = {"shortest_edge": args.image_size} if "shortest_edge" in keys else square
             if getattr(processor, "do_center_crop", False):

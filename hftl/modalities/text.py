@@ -40,8 +40,7 @@ class TextModality(Modality):
             text = next((c for c in DEFAULT_TEXT_COLUMNS if c in available), None)
             if text is None:
                 raise InputError(
-                    f"{raw.where('train')}: no text column found among {available}. "
-                    f"Name it with --text_column_name."
+                    f"{raw.where('train')}: no text column found among {available}. Name it with --text_column_name."
                 )
             if text == "sentence1" and pair is None and "sentence2" in available:
                 pair = "sentence2"

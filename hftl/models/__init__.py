@@ -1,4 +1,4 @@
-"""Model architectures that transformers lacks, written as standard `PreTrainedModel`s and registered with the Auto classes.
+"""Architectures transformers lacks, written as standard `PreTrainedModel`s and registered with the Auto classes.
 
 Importing this package registers them, so `AutoConfig` / `AutoModelForImageClassification` load their folders.
 Saved folders also carry the modeling code (`auto_map`), so a process without hftl loads them with

@@ -37,7 +37,7 @@ def read_ctranslate2(chunks: Iterable[str]) -> dict[str, np.ndarray]:
     def string() -> str:
         nonlocal offset
         (length,) = take("H")
-        text = data[offset: offset + length - 1].decode("utf-8")
+        text = data[offset : offset + length - 1].decode("utf-8")
         offset += length
         return text
 
@@ -55,8 +55,9 @@ def read_ctranslate2(chunks: Iterable[str]) -> dict[str, np.ndarray]:
         (size,) = take("I")
         if dtype not in _DTYPES:
             raise ValueError(f"{name}: unknown CTranslate2 dtype id {dtype}")
-        variables[name] = np.frombuffer(data, dtype=_DTYPES[dtype], count=size // np.dtype(_DTYPES[dtype]).itemsize,
-                                        offset=offset).reshape(shape)
+        variables[name] = np.frombuffer(
+            data, dtype=_DTYPES[dtype], count=size // np.dtype(_DTYPES[dtype]).itemsize, offset=offset
+        ).reshape(shape)
         offset += size
     return variables
 
@@ -104,7 +105,7 @@ def whisper_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tens
         elif block == "ffn/linear_1":
             put(f"{prefix}.fc2.{kind}", array)
         elif block == "self_attention/linear_0":  # fused q, k, v
-            for part, piece in zip(("q_proj", "k_proj", "v_proj"), np.split(array, 3, axis=0)):
+            for part, piece in zip(("q_proj", "k_proj", "v_proj"), np.split(array, 3, axis=0), strict=True):
                 if not (part == "k_proj" and kind == "bias"):
                     put(f"{prefix}.self_attn.{part}.{kind}", piece)
         elif block == "self_attention/linear_1":
@@ -112,7 +113,7 @@ def whisper_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tens
         elif block == "attention/linear_0":
             put(f"{prefix}.encoder_attn.q_proj.{kind}", array)
         elif block == "attention/linear_1":  # fused k, v
-            for part, piece in zip(("k_proj", "v_proj"), np.split(array, 2, axis=0)):
+            for part, piece in zip(("k_proj", "v_proj"), np.split(array, 2, axis=0), strict=True):
                 if not (part == "k_proj" and kind == "bias"):
                     put(f"{prefix}.encoder_attn.{part}.{kind}", piece)
         elif block == "attention/linear_2":

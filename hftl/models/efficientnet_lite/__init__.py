@@ -1,4 +1,4 @@
-"""EfficientNet-Lite (Tan & Le, ICML 2019; the Lite variants of the TensorFlow TPU repository) as a transformers model."""
+"""EfficientNet-Lite (Tan & Le, ICML 2019; Lite variants of the TensorFlow TPU repository) as a transformers model."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 

@@ -25,7 +25,7 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, kernel, stride in zip(x.shape[-2:], self.kernel_size, self.stride):
+        for size, kernel, stride in zip(x.shape[-2:], self.kernel_size, self.stride, strict=True):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
@@ -104,7 +104,8 @@ class EfficientNetLiteModel(EfficientNetLitePreTrainedModel):
     """The backbone: stem, MBConv blocks, 1x1 head convolution, global average pooling.
 
     Shape:
-        pixel_values: (B, C, H, W) -> last_hidden_state: (B, head_channels, H/32, W/32), pooler_output: (B, head_channels).
+        pixel_values: (B, C, H, W) -> last_hidden_state: (B, head_channels, H/32, W/32),
+        pooler_output: (B, head_channels).
     """
 
     def __init__(self, config: EfficientNetLiteConfig):
@@ -133,7 +134,9 @@ class EfficientNetLiteModel(EfficientNetLitePreTrainedModel):
         self.head_bn = nn.BatchNorm2d(config.head_channels, eps=eps, momentum=momentum)
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False, return_dict: bool = True, **kwargs):
+    def forward(
+        self, pixel_values: torch.Tensor, output_hidden_states: bool = False, return_dict: bool = True, **kwargs
+    ):
         hidden = F.relu6(self.stem_bn(self.stem_conv(pixel_values)))
         states = [hidden] if output_hidden_states else None
         for block in self.blocks:
