@@ -20,6 +20,8 @@ def cast_file_column(raw: RawData, column: str, feature, what: str) -> None:
     """
     import os
 
+    from datasets import Value
+
     for split, dataset in raw.splits.items():
         if column not in dataset.column_names:
             continue  # reported by the column checks
@@ -35,6 +37,8 @@ def cast_file_column(raw: RawData, column: str, feature, what: str) -> None:
                 }
 
             dataset = dataset.map(resolve, batched=True, desc=f"Resolving {what} paths")
+            if getattr(dataset.features[column], "dtype", None) == "large_string":  # CSV columns; casts need string
+                dataset = dataset.cast_column(column, Value("string"))
         raw.splits[split] = dataset.cast_column(column, feature)
 
 
