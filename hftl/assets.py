@@ -27,15 +27,21 @@ def cache_dir() -> str:
     return os.environ.get("HFTL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hftl"))
 
 
-def _atomic_folder(target: str, build) -> str:
-    """Build a folder in a temporary sibling and rename it into place, so a crash never leaves half a folder."""
-    if os.path.isfile(os.path.join(target, "config.json")):
+def atomic_folder(target: str, build, marker: str | None = "config.json") -> str:
+    """Build a folder once: in a temporary sibling, renamed into place, so a crash never leaves half a folder.
+
+    Args:
+        target: the folder; returned as it is when it exists (and holds `marker`, when one is given).
+        build: called with the staging folder to fill.
+        marker: a file whose presence means a finished folder.
+    """
+    if os.path.isdir(target) and (marker is None or os.path.isfile(os.path.join(target, marker))):
         return target
     os.makedirs(os.path.dirname(target), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(target))
     try:
         build(staging)
-        if os.path.isdir(target):  # a concurrent build won, or an incomplete folder without config.json
+        if os.path.isdir(target):  # an incomplete folder, or a concurrent build that won
             shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     finally:
@@ -106,7 +112,7 @@ def packaged_image_model() -> str:
             size={"height": 224, "width": 224}, image_mean=LITE_MEAN, image_std=LITE_STD, resample=2
         ).save_pretrained(folder)
 
-    return _atomic_folder(os.path.join(cache_dir(), "models", "efficientnet-lite0"), build)
+    return atomic_folder(os.path.join(cache_dir(), "models", "efficientnet-lite0"), build)
 
 
 def packaged_text_model() -> str:
@@ -197,4 +203,4 @@ def packaged_speech_model(output_dir: str | None = None) -> str:
         WhisperFeatureExtractor(feature_size=80, sampling_rate=16_000).save_pretrained(folder)
         shutil.copy(os.path.join(package_folder, "tokenizer.json"), os.path.join(folder, "tokenizer.json"))
 
-    return _atomic_folder(output_dir or os.path.join(cache_dir(), "models", "whisper-base"), build)
+    return atomic_folder(output_dir or os.path.join(cache_dir(), "models", "whisper-base"), build)

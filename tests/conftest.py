@@ -5,9 +5,29 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import importlib.util
 import random
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def recipe_defaults(name: str) -> dict:
+    """The DEFAULTS of `recipes/<name>.py`, so that tests run each recipe as its command line does."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DEFAULTS
+
+
+def recipe_args(model_dir: str, data: dict[str, str], output_dir, *flags: str) -> list[str]:
+    """Command-line flags of a recipe run: the model, the data (flag name -> value), the output folder, more flags."""
+    args = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]
+    for key, value in data.items():
+        args += [f"--{key}", value]
+    return args + list(flags)
+
 
 WORDS_BY_LABEL = {
     "positive": ["good", "great", "fine", "nice", "superb", "lovely"],

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import make_image
+from conftest import make_image, recipe_args, recipe_defaults
 from datasets import load_dataset
 from PIL import Image
 from torch.nn import functional as F
@@ -20,33 +20,15 @@ from hftl.modalities.image import processor_size, to_rgb
 from hftl.recipes import main
 from hftl.training import run_classification
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "recipes"))
-from image_classification import DEFAULTS  # noqa: E402
-
-FAST = [
-    "--num_train_epochs",
-    "2",
-    "--per_device_train_batch_size",
-    "8",
-    "--per_device_eval_batch_size",
-    "8",
-    "--learning_rate",
-    "1e-3",
-    "--logging_steps",
-    "5",
-    "--disable_tqdm",
-    "true",
-    "--image_size",
-    "32",
-]
+DEFAULTS = recipe_defaults("image_classification")
+FAST = (
+    "--num_train_epochs 2 --per_device_train_batch_size 8 --per_device_eval_batch_size 8 "
+    "--learning_rate 1e-3 --logging_steps 5 --disable_tqdm true --image_size 32"
+).split()
 
 
 def _args(model_dir, data, output_dir, *extra):
-    flags = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]
-    for key, value in data.items():
-        flags += [f"--{key}", value]
-    return flags + FAST + list(extra)
+    return recipe_args(model_dir, data, output_dir, *FAST, *extra)
 
 
 def _assert_reload_matches(output_dir, validation_dir):
@@ -241,3 +223,29 @@ def test_processor_sizes():
     from transformers import ConvNextImageProcessor
 
     assert processor_size(ConvNextImageProcessor(size={"shortest_edge": 64})) == (64, 64)
+
+
+def test_augmentation_in_training_only(tiny_vit_dir, tmp_path):
+    from datasets import Dataset, DatasetDict
+    from transformers import TrainingArguments
+
+    from hftl.arguments import ImageArguments
+    from hftl.data.loading import RawData
+
+    path = tmp_path / "a.png"
+    make_image("stripes", 0, "RGB", size=(40, 30)).save(path)
+    split = Dataset.from_dict({"image": [str(path)] * 6, "labels": [0] * 6})
+    raw = RawData(DatasetDict(train=split, validation=split), {}, "")
+    modality = ImageModality()
+    modality.prepare_raw(raw, ["image"], ImageArguments())
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    ready = modality.preprocess(raw.splits, processor, ["image"], ImageArguments(), TrainingArguments("x"))
+    train = [ready["train"][i]["pixel_values"] for i in range(6)]
+    evaluation = [ready["validation"][i]["pixel_values"] for i in range(6)]
+    assert all(t.shape == (3, 32, 32) for t in train + evaluation)
+    assert any(not torch.equal(train[0], t) for t in train[1:])  # random crops / flips differ
+    assert all(torch.equal(evaluation[0], e) for e in evaluation[1:])  # evaluation is deterministic
+    unaugmented = modality.preprocess(
+        raw.splits, processor, ["image"], ImageArguments(), TrainingArguments("x"), augment=False
+    )
+    assert torch.equal(unaugmented["train"][0]["pixel_values"], evaluation[0])  # what feature caching sees

@@ -1,11 +1,10 @@
 """The packaged EfficientNet-Lite0 and the built-in digit sets, for real."""
 
 import json
-import os
-import sys
 
 import pytest
 import torch
+from conftest import recipe_defaults
 from transformers import AutoModelForImageClassification, pipeline
 
 from hftl.assets import efficientnet_lite0_state_dict, packaged_image_model
@@ -14,9 +13,7 @@ from hftl.modalities import ImageModality
 from hftl.training import run_classification
 
 pytestmark = pytest.mark.slow
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "recipes"))
-from image_classification import DEFAULTS  # noqa: E402
+DEFAULTS = recipe_defaults("image_classification")
 
 
 def test_port_matches_the_reference_implementation():

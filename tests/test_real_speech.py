@@ -1,10 +1,10 @@
 """The packaged Whisper-base (converted from CTranslate2) and the built-in spoken-language data, for real."""
 
 import os
-import sys
 
 import pytest
 import torch
+from conftest import recipe_defaults
 
 from hftl.assets import packaged_speech_model
 from hftl.data import load_builtin
@@ -14,9 +14,7 @@ from hftl.modalities.audio import decode, resample
 from hftl.training import run_classification
 
 pytestmark = pytest.mark.slow
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "recipes"))
-from speech_classification import DEFAULTS  # noqa: E402
+DEFAULTS = recipe_defaults("speech_classification")
 
 
 def _transcribe(model, extractor, tokenizer, path: str) -> str:

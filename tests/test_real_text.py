@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, recipe_defaults
 from transformers import pipeline
 
 from hftl.data import load_builtin
@@ -14,10 +15,8 @@ from hftl.modalities import TextModality
 from hftl.training import run_classification
 
 pytestmark = pytest.mark.slow
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "text_classification.py")
-sys.path.insert(0, os.path.join(ROOT, "recipes"))
-from text_classification import DEFAULTS  # noqa: E402
+DEFAULTS = recipe_defaults("text_classification")
 
 SLICE = [
     "--max_train_samples",

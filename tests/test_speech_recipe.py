@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import make_tone
+from conftest import make_tone, recipe_args, recipe_defaults
 from transformers import AutoFeatureExtractor, WhisperFeatureExtractor, WhisperForAudioClassification, pipeline
 
 from hftl.modalities import AudioModality
@@ -18,33 +18,15 @@ from hftl.models import CroppedWhisperForAudioClassification
 from hftl.recipes import main
 from hftl.training import run_classification
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "recipes"))
-from speech_classification import DEFAULTS  # noqa: E402
-
-FAST = [
-    "--num_train_epochs",
-    "2",
-    "--per_device_train_batch_size",
-    "8",
-    "--per_device_eval_batch_size",
-    "8",
-    "--learning_rate",
-    "1e-3",
-    "--logging_steps",
-    "5",
-    "--disable_tqdm",
-    "true",
-    "--max_length_seconds",
-    "2",
-]
+DEFAULTS = recipe_defaults("speech_classification")
+FAST = (
+    "--num_train_epochs 2 --per_device_train_batch_size 8 --per_device_eval_batch_size 8 "
+    "--learning_rate 1e-3 --logging_steps 5 --disable_tqdm true --max_length_seconds 2"
+).split()
 
 
 def _args(model_dir, data, output_dir, *extra):
-    flags = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]
-    for key, value in data.items():
-        flags += [f"--{key}", value]
-    return flags + FAST + list(extra)
+    return recipe_args(model_dir, data, output_dir, *FAST, *extra)
 
 
 def _pipeline_predictions(output_dir, folder, **kwargs):
@@ -257,3 +239,16 @@ def test_crops_random_in_training_first_seconds_in_evaluation(tiny_wav2vec2_dir,
     assert all(len(c) == 16_000 for c in train + evaluation)
     assert len({float(c[0]) for c in train}) > 1  # random windows
     assert all(float(c[0]) == 0.0 for c in evaluation)  # the first second
+
+
+@pytest.mark.parametrize("strategy", ["full", "freeze", "two_stage", "lora"])
+def test_whisper_strategies(tiny_whisper_dir, audio_folders, tmp_path, strategy):
+    output_dir = tmp_path / strategy
+    metrics = run_classification(
+        AudioModality(),
+        DEFAULTS,
+        _args(tiny_whisper_dir, audio_folders, output_dir, "--strategy", strategy, "--num_train_epochs", "3"),
+    )
+    assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"]  # the convolutions stay frozen
+    assert json.load(open(output_dir / "config.json"))["model_type"] == "hftl_whisper_crop"
+    assert _pipeline_predictions(output_dir, audio_folders["validation_dir"]) == _saved_predictions(output_dir)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import ROOT, recipe_args, recipe_defaults
 from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
@@ -16,33 +17,15 @@ from hftl.modalities import TextModality
 from hftl.recipes import main
 from hftl.training import run_classification
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "recipes"))
-from text_classification import DEFAULTS  # noqa: E402
-
-FAST = [
-    "--num_train_epochs",
-    "3",
-    "--per_device_train_batch_size",
-    "16",
-    "--learning_rate",
-    "5e-3",
-    "--logging_steps",
-    "5",
-    "--disable_tqdm",
-    "true",
-    "--eval_strategy",
-    "epoch",
-    "--save_strategy",
-    "epoch",
-]
+DEFAULTS = recipe_defaults("text_classification")
+FAST = (
+    "--num_train_epochs 3 --per_device_train_batch_size 16 --learning_rate 5e-3 --logging_steps 5 "
+    "--disable_tqdm true --eval_strategy epoch --save_strategy epoch"
+).split()
 
 
-def _args(model_dir, files, output_dir, *extra):
-    flags = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]
-    for key, path in files.items():
-        flags += [f"--{key}", path]
-    return flags + FAST + list(extra)
+def _args(model_dir, data, output_dir, *extra):
+    return recipe_args(model_dir, data, output_dir, *FAST, *extra)
 
 
 LABELS = dict(num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})

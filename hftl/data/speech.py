@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 
+from hftl.assets import atomic_folder, cache_dir
 from hftl.errors import InputError
 
 LANGUAGES = ("en", "es", "fr", "it", "ru")
@@ -102,23 +103,7 @@ PHRASES = {
 
 
 def data_dir(domain: str) -> str:
-    from hftl.assets import cache_dir
-
     return os.path.join(cache_dir(), "data", "spoken_language_id", domain)
-
-
-def _staged(domain: str, build) -> str:
-    target = data_dir(domain)
-    if os.path.isdir(target):
-        return target
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{domain}-", dir=os.path.dirname(target))
-    try:
-        build(staging)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def prepare_real() -> str:
@@ -159,7 +144,7 @@ def prepare_real() -> str:
                         continue
                     shutil.copy(path, os.path.join(destination, relative.replace(os.sep, "__")))
 
-    return _staged("real", build)
+    return atomic_folder(data_dir("real"), build, marker=None)
 
 
 def prepare_synthetic(clips_per_language: int = 240, seed: int = 0) -> str:
@@ -197,4 +182,4 @@ def prepare_synthetic(clips_per_language: int = 240, seed: int = 0) -> str:
                 ]
                 subprocess.run(command, check=True, capture_output=True)
 
-    return _staged("synthetic", build)
+    return atomic_folder(data_dir("synthetic"), build, marker=None)
