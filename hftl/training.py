@@ -179,15 +179,22 @@ def _trainer(model, args, datasets, collator, processor, num_labels) -> HftlTrai
 
 
 def _train_cached_head(
-    model, head, ready, lengths, collator, training_args, num_epochs, learning_rate, num_labels, output_dir
+    model, head, ready, lengths, collator, training_args, num_epochs, learning_rate, num_labels, output_dir, final
 ) -> Stage:
-    """Extract backbone features once, then train the classification layer on them (see `hftl.features`)."""
+    """Extract backbone features once, then train the head on them (see `hftl.features`).
+
+    `final`: this stage's model is the one evaluated on test (feature_extraction), not a first stage (two_stage).
+    """
     import time
 
     start = time.perf_counter()
     device = training_args.device
     model.to(device)
-    wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    wanted = {
+        "train": training_args.do_train,
+        "validation": training_args.do_eval,
+        "test": training_args.do_predict and final,
+    }
     needed = {split: dataset for split, dataset in ready.items() if wanted.get(split)}
     cached = {
         split: feature_dataset(
@@ -271,6 +278,7 @@ def _train(
                 training_args.learning_rate,
                 num_labels,
                 stage_dir,
+                final=strategy == "feature_extraction",
             )
         else:
             if strategy_args.cache_features:
