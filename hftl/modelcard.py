@@ -35,8 +35,12 @@ def model_card(
     metrics: dict[str, float],
     hyperparameters: dict[str, object],
     is_adapter: bool,
+    custom_code: bool = False,
 ) -> ModelCard:
-    """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics."""
+    """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics.
+
+    `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
+    """
     base_model = hub_id_of(model_path)
     data = ModelCardData(
         library_name="peft" if is_adapter else "transformers",
@@ -56,6 +60,12 @@ def model_card(
             "model = AutoPeftModelForSequenceClassification.from_pretrained(\n"
             f"    path, num_labels={len(labels.names)}, "
             f"id2label={labels.id2label}, label2id={labels.label2id}\n)\n```"
+        )
+    elif custom_code:
+        loader = (
+            "The architecture's code is saved beside the weights (`auto_map` in config.json); read it, then:\n"
+            f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path, '
+            "trust_remote_code=True)\n```\nIn a process that imported `hftl`, `trust_remote_code` is not needed."
         )
     else:
         loader = (

@@ -518,6 +518,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
                 "trainable_parameters": f"{trainable:,} of {total:,}",
             },
             is_adapter=strategy_args.strategy == "lora" and not strategy_args.merge_adapter,
+            custom_code=getattr(type(model), "_auto_class", None) is not None,  # register_for_auto_class
         ).save(os.path.join(output_dir, "README.md"))
         logger.info("Saved the model, its card and results to %s", output_dir)
         if push_to_hub:

@@ -96,6 +96,7 @@ def test_efficientnet_lite_loads_in_a_fresh_process_without_hftl(tiny_efficientn
         ),
     )
     assert (output_dir / "modeling_efficientnet_lite.py").exists()
+    assert "trust_remote_code=True" in (output_dir / "README.md").read_text()
     _assert_reload_matches(str(output_dir), image_folders["validation_dir"])
     image = tmp_path / "probe.png"
     make_image("stripes", 3).save(image)
