@@ -101,7 +101,8 @@ class TextArguments:
     """How texts become model inputs (text recipe; names as in run_glue.py)."""
 
     text_column_name: str | None = field(
-        default=None, metadata={"help": "Text column (default: 'text', 'sentence' or 'sentence1', if present)."}
+        default=None,
+        metadata={"help": "Text column (default: the first of 'text', 'sentence', 'sentence1', 'review', 'content')."},
     )
     text_pair_column_name: str | None = field(
         default=None, metadata={"help": "Second text column for sentence-pair tasks (e.g. 'sentence2')."}
@@ -142,7 +143,7 @@ class ImageArguments(FolderDataArguments):
 
     image_column_name: str | None = field(
         default=None,
-        metadata={"help": "Column of images or image paths (default: 'image', 'img', 'image_path', 'path' or 'file')."},
+        metadata={"help": "Column of images or image paths (default: image, img, image_path, path, file, filename)."},
     )
     augment: bool = field(
         default=True, metadata={"help": "Random resized crop (and flip, see --random_flip) of training images."}

@@ -5,16 +5,19 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from hftl.errors import InputError
+from hftl.errors import InputError, PushError
 from hftl.modalities.base import Modality
 from hftl.training import run_classification
 
 
 def main(modality: Modality, defaults: dict[str, Any], args: list[str] | None = None) -> int:
-    """Run a recipe; bad input prints `error: ...` (no traceback) and returns 2."""
+    """Run a recipe; bad input prints `error: ...` (no traceback) and returns 2, a failed Hub push returns 1."""
     try:
         run_classification(modality, defaults, args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except PushError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -27,7 +27,7 @@ from hftl.arguments import (
     resolved_config,
 )
 from hftl.data import LabelInfo, check_and_encode, load_raw_data
-from hftl.errors import InputError
+from hftl.errors import InputError, PushError
 from hftl.features import (
     CachedFeatureHead,
     cache_is_exact,
@@ -153,6 +153,53 @@ def load_model(auto_class, model_args: ModelArguments, model_path: str, labels: 
     if new:
         logger.warning("Newly initialised (trained from scratch): %s", new)
     return model, new
+
+
+# flags that change which parameters exist or train: a checkpoint made with other values cannot be resumed
+RESUME_KEYS = (
+    "model_name_or_path",
+    "strategy",
+    "num_frozen_layers",
+    "unfreeze_top_k",
+    "lora_r",
+    "lora_alpha",
+    "lora_target_modules",
+    "freeze_feature_encoder",
+    "crop_whisper_input",
+)
+
+
+def _check_resumable(config: dict[str, Any], training_args: TrainingArguments, run_args: RunArguments) -> None:
+    """Refuse, before any model loads, to auto-resume checkpoints that a run with other strategy flags wrote.
+
+    Raises:
+        InputError: output_dir holds checkpoints and a config whose strategy flags differ from this run's.
+    """
+    output_dir = training_args.output_dir
+    previous_path = os.path.join(output_dir, CONFIG_FILE)
+    if (
+        run_args.overwrite_output_dir
+        or training_args.resume_from_checkpoint is not None
+        or not training_args.do_train
+        or not os.path.isfile(previous_path)
+        or get_last_checkpoint(output_dir) is None
+    ):
+        return
+    with open(previous_path, encoding="utf-8") as handle:
+        previous = yaml.safe_load(handle) or {}
+    changed = {k: (previous[k], config.get(k)) for k in RESUME_KEYS if k in previous and previous[k] != config.get(k)}
+    if changed:
+        details = ", ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+        raise InputError(
+            f"--output_dir {output_dir} holds checkpoints of a run with other settings ({details}), which this run "
+            f"would resume. Pass --overwrite_output_dir to start afresh there, or choose another --output_dir."
+        )
+
+
+def _write_config(config: dict[str, Any], output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, CONFIG_FILE), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
 
 
 def _resume_checkpoint(training_args: TrainingArguments, run_args: RunArguments) -> str | None:
@@ -334,9 +381,10 @@ def _evaluate(stage: Stage, split: str, prefix: str, labels: LabelInfo, output_d
             metrics.update(flat_per_class(report, prefix))
             save_report(report, os.path.join(output_dir, f"{prefix}_report.json"))
             save_confusion_matrix(report, os.path.join(output_dir, f"{prefix}_confusion_matrix.png"), f"{split} split")
+        rows = labels.source_rows.get(split, list(range(len(predictions))))
         with open(os.path.join(output_dir, f"{prefix}_predictions.csv"), "w", encoding="utf-8") as handle:
-            handle.write("index,prediction\n")
-            handle.writelines(f"{i},{labels.names[p]}\n" for i, p in enumerate(predictions))
+            handle.write("source_row,prediction\n")  # source_row: 0-based row of the example in its file / split
+            handle.writelines(f"{row},{labels.names[p]}\n" for row, p in zip(rows, predictions, strict=True))
     trainer.log_metrics(prefix, metrics)
     trainer.save_metrics(prefix, metrics)
     return metrics
@@ -375,7 +423,7 @@ def _push(output_dir: str, training_args: TrainingArguments) -> None:
             ignore_patterns=["checkpoint-*", "checkpoint-*/**", "stage1/**", "*.bin", "runs/**"],
         )
     except Exception as error:
-        raise RuntimeError(
+        raise PushError(
             f"Push to the Hub ({repo_id}) failed: {type(error).__name__}: {error}. The local output in {output_dir} is "
             f"complete; push it later with `hf upload {repo_id} {output_dir}`."
         ) from None
@@ -404,6 +452,9 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     _strategy_learning_rates(strategy_args, training_args, explicit)
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # the finished folder is pushed once, with its card, by `_push`
+    config = resolved_config(model_args, data_args, modality_args, strategy_args, run_args, training_args)
+    config["push_to_hub"] = push_to_hub
+    _check_resumable(config, training_args, run_args)
     set_seed(training_args.seed)
 
     # 1. data, checked before any model is loaded
@@ -465,6 +516,9 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     modality.after_strategy(model, modality_args)
     trainable, total = log_parameter_counts(model, f"Strategy '{strategy_args.strategy}'")
 
+    if training_args.should_save:  # written before training too, so that a resume can be checked against it
+        _write_config(config, training_args.output_dir)
+
     # 4. train, 5. evaluate
     stage = _train(
         model,
@@ -495,10 +549,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     # 6. save: model (or adapter), processor, card, results, resolved config
     _save(model, stage, processor, output_dir, strategy_args)
     if stage.trainer.is_world_process_zero():
-        config = resolved_config(model_args, data_args, modality_args, strategy_args, run_args, training_args)
-        config["push_to_hub"] = push_to_hub
-        with open(os.path.join(output_dir, CONFIG_FILE), "w", encoding="utf-8") as handle:
-            yaml.safe_dump(config, handle, sort_keys=False)
+        _write_config(config, output_dir)
         details = STRATEGY_DETAILS[strategy_args.strategy].format(**dataclasses.asdict(strategy_args))
         model_card(
             model_path=model_path,

@@ -250,3 +250,14 @@ def test_augmentation_in_training_only(tiny_vit_dir, tmp_path):
         raw.splits, processor, ["image"], ImageArguments(), TrainingArguments("x"), augment=False
     )
     assert torch.equal(unaugmented["train"][0]["pixel_values"], evaluation[0])  # what feature caching sees
+
+
+def test_truncated_jpeg_is_reported_before_training(tiny_vit_dir, tmp_path, capsys):
+    train = _csv_with_paths(tmp_path, broken=False)
+    image = make_image("dots", 7, "RGB", size=(64, 64))
+    image.save(tmp_path / "images" / "full.jpg", quality=95)
+    data = (tmp_path / "images" / "full.jpg").read_bytes()
+    (tmp_path / "images" / "6.png").write_bytes(data[: len(data) // 2])  # a truncated JPEG
+    code = main(ImageModality(), DEFAULTS, _args(tiny_vit_dir, {"train_file": train}, tmp_path / "out"))
+    error = capsys.readouterr().err
+    assert code == 2 and "rows [6]" in error and "images/6.png" in error

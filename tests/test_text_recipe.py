@@ -285,3 +285,42 @@ def test_predictions_keep_row_order_with_length_grouping(tiny_bert_dir, tmp_path
         saved = [r["prediction"] for r in csv.DictReader(handle)]
     assert saved == [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
     assert len(set(saved)) == 2  # a model that predicts one class would not test the order
+
+
+def test_rerun_with_other_strategy_is_refused_before_training(tiny_bert_dir, text_files, tmp_path, capsys):
+    output_dir = tmp_path / "same"
+    run_classification(
+        TextModality(), DEFAULTS, _args(tiny_bert_dir, text_files, output_dir, "--num_train_epochs", "1")
+    )
+    code = main(TextModality(), DEFAULTS, _args(tiny_bert_dir, text_files, output_dir, "--strategy", "lora"))
+    assert code == 2
+    assert "strategy: 'full' then, 'lora' now" in capsys.readouterr().err
+    metrics = run_classification(
+        TextModality(),
+        DEFAULTS,
+        _args(tiny_bert_dir, text_files, output_dir, "--strategy", "lora", "--overwrite_output_dir", "true"),
+    )
+    assert metrics["trainable_parameters"] < metrics["total_parameters"]
+
+
+def test_predictions_name_source_rows_after_drops(tiny_bert_dir, tmp_path):
+    from conftest import make_texts, write_csv
+
+    test_rows = make_texts(6, seed=9)
+    test_rows[1]["text"] = ""
+    for row in test_rows:
+        row["label"] = ""  # an empty label column: predicted, not scored
+    files = {
+        "train_file": write_csv(tmp_path / "train.csv", make_texts(40)),
+        "test_file": write_csv(tmp_path / "test.csv", test_rows),
+    }
+    output_dir = tmp_path / "out"
+    metrics = run_classification(
+        TextModality(),
+        DEFAULTS,
+        _args(tiny_bert_dir, files, output_dir, "--drop_invalid_examples", "true", "--num_train_epochs", "1"),
+    )
+    assert "test_accuracy" not in metrics and metrics["test_samples"] == 5
+    with open(output_dir / "test_predictions.csv", encoding="utf-8") as handle:
+        rows = [int(r["source_row"]) for r in csv.DictReader(handle)]
+    assert rows == [0, 2, 3, 4, 5]

@@ -9,7 +9,7 @@ import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from datasets import ClassLabel, DatasetDict
 
@@ -19,6 +19,7 @@ from hftl.errors import InputError
 logger = logging.getLogger(__name__)
 
 LABELS = "labels"  # the encoded label column every model-ready split carries
+SOURCE_ROW = "__hftl_source_row__"
 
 
 @dataclass
@@ -28,10 +29,13 @@ class LabelInfo:
     Attributes:
         names: class names; the id of a class is its index.
         counts: split name -> number of examples per class id (unlabelled splits absent).
+        source_rows: split name -> for each example, its 0-based row in the data it came from (the file or split;
+            rows of a validation split carved from train are rows of train), after invalid rows were dropped.
     """
 
     names: list[str]
     counts: dict[str, list[int]]
+    source_rows: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -53,8 +57,10 @@ def _check_columns(raw: RawData, columns: list[str], label_column: str) -> set[s
                     f"{raw.where(split)}: no column '{column}'. Available columns: {available}. "
                     f"Choose one with --text_column_name / --label_column_name (or the recipe's column flags)."
                 )
-        if label_column not in available:
-            if split == "test":
+        if label_column not in available or (
+            split == "test" and all(_is_missing(v) or v == "" for v in dataset[label_column])
+        ):
+            if split == "test":  # a test split without labels (or with an empty label column) is predicted only
                 unlabelled.add(split)
                 continue
             raise InputError(
@@ -207,6 +213,8 @@ def check_and_encode(
     if "train" not in raw.splits:
         raise InputError(f"The data has no 'train' split (it has {sorted(raw.splits)}).")
     unlabelled = _check_columns(raw, input_columns, label_column)
+    for split in raw.splits:  # remember each example's source row through drops, carving and truncation
+        raw.splits[split] = raw.splits[split].add_column(SOURCE_ROW, list(range(len(raw.splits[split]))))
     _check_rows(
         raw,
         input_columns,
@@ -245,7 +253,7 @@ def check_and_encode(
     class_label = ClassLabel(names=names)
     splits = DatasetDict()
     for split, dataset in raw.splits.items():
-        dataset = dataset.remove_columns([c for c in dataset.column_names if c not in input_columns])
+        dataset = dataset.remove_columns([c for c in dataset.column_names if c not in input_columns + [SOURCE_ROW]])
         if split in labelled:
             ids = [label2id[v] if v is not None else -1 for v in values[split]]
             dataset = dataset.add_column(LABELS, ids).cast_column(LABELS, class_label)
@@ -276,4 +284,6 @@ def check_and_encode(
         for split, dataset in splits.items()
         if LABELS in dataset.column_names
     }
-    return splits, LabelInfo(names=names, counts=counts)
+    source_rows = {split: dataset[SOURCE_ROW] for split, dataset in splits.items()}
+    splits = DatasetDict({split: dataset.remove_columns(SOURCE_ROW) for split, dataset in splits.items()})
+    return splits, LabelInfo(names=names, counts=counts, source_rows=source_rows)

@@ -143,7 +143,7 @@ class ImageModality(Modality):
     def is_valid_input(self, value: object) -> bool:
         try:
             with open_image(value) as image:
-                image.verify()
+                image.load()  # decodes the pixels: verify() alone misses truncated JPEG data
             return True
         except Exception:
             return False
