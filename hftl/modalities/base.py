@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ def describe_file_cell(value: object, what: str) -> str:
     return f"({what} bytes)" if value else "(empty cell)"
 
 
-class Modality:
+class Modality(ABC):
     """How one kind of data (text, image, audio) turns into model inputs.
 
     Attributes:
@@ -76,28 +77,29 @@ class Modality:
     training_overrides: dict[str, Any] = {}
     default_model_flags: dict[str, Any] = {}
 
+    @abstractmethod
     def default_model(self) -> str:
         """Local folder of the packaged default model."""
-        raise NotImplementedError
 
+    @abstractmethod
     def input_columns(self, args, raw: RawData) -> list[str]:
         """The input columns the model reads, resolved from the flags and the train split's columns."""
-        raise NotImplementedError
 
     def prepare_raw(self, raw: RawData, columns: list[str], args) -> None:
         """Make input cells checkable (e.g. resolve file paths); runs before the checks. Default: nothing."""
+        return None
 
+    @abstractmethod
     def is_valid_input(self, value: object) -> bool:
         """True for a usable input cell."""
-        raise NotImplementedError
 
     def describe_input(self, value: object) -> str:
         """How an invalid input cell is shown in error messages (e.g. an image's path)."""
         return repr(value)[:60]
 
+    @abstractmethod
     def load_processor(self, model_args: ModelArguments, model_path: str):
         """Tokenizer, image processor or feature extractor of the model."""
-        raise NotImplementedError
 
     def configure_processor(self, processor, args):
         """Apply the modality's flags to the processor before it is used and saved. Default: unchanged."""
@@ -109,7 +111,9 @@ class Modality:
 
     def after_strategy(self, model, args) -> None:
         """Freeze what the modality's flags freeze whatever the strategy (e.g. a feature encoder). Default: none."""
+        return None
 
+    @abstractmethod
     def preprocess(
         self,
         splits: DatasetDict,
@@ -120,7 +124,6 @@ class Modality:
         augment: bool = True,
     ) -> DatasetDict:
         """Model-ready splits (model inputs plus `labels`); `augment=False` turns training augmentation off."""
-        raise NotImplementedError
 
     def example_lengths(self, split, columns: list[str]) -> list[float] | None:
         """Size of each raw example (e.g. seconds of audio), for length-sorted batches; None if not known."""
