@@ -21,6 +21,23 @@ def recipe_defaults(name: str) -> dict:
     return module.DEFAULTS
 
 
+def run_python(args: list[str], cwd=None, timeout: int = 900):
+    """Run `python ARGS` in a fresh process (offline), assert it succeeded, return the completed process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
 def recipe_args(model_dir: str, data: dict[str, str], output_dir, *flags: str) -> list[str]:
     """Command-line flags of a recipe run: the model, the data (flag name -> value), the output folder, more flags."""
     args = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]

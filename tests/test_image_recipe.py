@@ -4,12 +4,10 @@ import csv
 import json
 import logging
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import make_image, recipe_args, recipe_defaults
+from conftest import make_image, recipe_args, recipe_defaults, run_python
 from datasets import load_dataset
 from PIL import Image
 from torch.nn import functional as F
@@ -106,15 +104,7 @@ def test_efficientnet_lite_loads_in_a_fresh_process_without_hftl(tiny_efficientn
         f"print(sorted(r['label'] for r in p({str(image)!r}))); "
         "assert 'hftl' not in sys.modules"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        cwd=str(tmp_path),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python(["-c", script], cwd=str(tmp_path))
     assert "['dots', 'stripes']" in done.stdout
 
 

@@ -3,11 +3,9 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, recipe_defaults
+from conftest import ROOT, recipe_defaults, run_python
 from transformers import pipeline
 
 from hftl.data import load_builtin
@@ -48,7 +46,6 @@ def test_builtin_split_is_fixed():
 def test_full_fine_tuning_with_accelerate_launch(tmp_path):
     output_dir = tmp_path / "full"
     command = [
-        sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--num_processes",
@@ -63,10 +60,7 @@ def test_full_fine_tuning_with_accelerate_launch(tmp_path):
         "--max_train_samples",
         "2000",
     ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    done = run_python(command)
     assert "22,713,986 trainable of 22,713,986 parameters" in done.stdout + done.stderr
     results = json.load(open(output_dir / "all_results.json"))
     assert results["test_accuracy"] >= 0.72, results

@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import make_tone, recipe_args, recipe_defaults
+from conftest import make_tone, recipe_args, recipe_defaults, run_python
 from transformers import AutoFeatureExtractor, WhisperFeatureExtractor, WhisperForAudioClassification, pipeline
 
 from hftl.modalities import AudioModality
@@ -125,15 +123,7 @@ def test_whisper_is_cropped_cached_and_loads_without_hftl(tiny_whisper_dir, audi
         "print(sorted(o['label'] for o in p({'raw': x, 'sampling_rate': r}))); "
         "assert 'hftl' not in sys.modules and type(p.model).__name__ == 'CroppedWhisperForAudioClassification'"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        cwd=str(tmp_path),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python(["-c", script], cwd=str(tmp_path))
     assert "['high', 'low']" in done.stdout
 
 

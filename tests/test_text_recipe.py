@@ -3,13 +3,11 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
-from conftest import ROOT, recipe_args, recipe_defaults
+from conftest import ROOT, recipe_args, recipe_defaults, run_python
 from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
@@ -227,7 +225,6 @@ def test_bad_data_fails_before_the_model_loads(tmp_path, capsys):
 def test_accelerate_launch_runs_the_recipe(tiny_bert_dir, text_files, tmp_path):
     output_dir = tmp_path / "launched"
     command = [
-        sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--num_processes",
@@ -236,10 +233,7 @@ def test_accelerate_launch_runs_the_recipe(tiny_bert_dir, text_files, tmp_path):
         os.path.join(ROOT, "recipes", "text_classification.py"),
         *_args(tiny_bert_dir, text_files, output_dir, "--num_train_epochs", "1"),
     ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_python(command)
     assert json.load(open(output_dir / "all_results.json"))["eval_samples"] == 16
 
 

