@@ -240,6 +240,13 @@ class StrategyArguments:
         default=None,
         metadata={"help": "lora: module names to adapt (default: the attention query/value projections)."},
     )
+    feature_layer: int | None = field(
+        default=None,
+        metadata={
+            "help": "Use encoder layer N (1 = the first) as the top of the backbone: the layers above it are removed "
+            "from the model (and from the saved model). Default: all layers."
+        },
+    )
     merge_adapter: bool = field(
         default=True,
         metadata={
@@ -255,10 +262,120 @@ class StrategyArguments:
             raise InputError(f"--unfreeze_top_k must be >= 1, got {self.unfreeze_top_k}.")
         if self.stage1_num_train_epochs <= 0:
             raise InputError(f"--stage1_num_train_epochs must be > 0, got {self.stage1_num_train_epochs}.")
+        if self.feature_layer is not None and self.feature_layer < 1:
+            raise InputError(f"--feature_layer must be >= 1, got {self.feature_layer}.")
         if self.lora_r < 1:
             raise InputError(f"--lora_r must be >= 1, got {self.lora_r}.")
         if self.lora_target_modules and len(self.lora_target_modules) == 1 and "," in self.lora_target_modules[0]:
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules[0].split(",") if m.strip()]
+
+
+ADAPTATION_METHODS = ("none", "dann", "mmd", "iwdann", "iwmmd")
+
+
+@dataclass
+class AdaptationArguments:
+    """Domain adaptation: unlabelled target data, the alignment method and the domain-gap report."""
+
+    adaptation: Literal["none", "dann", "mmd", "iwdann", "iwmmd"] = field(
+        default="none",
+        metadata={
+            "help": "none: train on the source only. dann: domain-adversarial training (gradient reversal layer + "
+            "domain discriminator). mmd: multi-kernel MMD between source and target features. iwdann / iwmmd: the "
+            "same with source classes re-weighted to the estimated target class prior (label shift)."
+        },
+    )
+    target_dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Target domain: a built-in or Hub dataset. Its train split is the unlabelled target data; its "
+            "test split (else validation), if labelled, is what the target_* metrics report."
+        },
+    )
+    target_dataset_config_name: str | None = field(default=None, metadata={"help": "Hub config of the target data."})
+    target_train_file: str | None = field(
+        default=None, metadata={"help": "Target domain examples (labels, if any, are never used for training)."}
+    )
+    target_test_file: str | None = field(
+        default=None, metadata={"help": "Labelled target examples for the target_* metrics."}
+    )
+    target_train_dir: str | None = field(
+        default=None, metadata={"help": "Target domain folder (image / speech; sub-folders are not used as labels)."}
+    )
+    target_test_dir: str | None = field(
+        default=None, metadata={"help": "Labelled target folder, one sub-folder per class, for the target_* metrics."}
+    )
+    max_target_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N target examples."})
+    max_target_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep the first N labelled target evaluation examples."}
+    )
+    trade_off: float = field(
+        default=1.0, metadata={"help": "Weight of the alignment loss: L = L_cls + trade_off * L_align."}
+    )
+    grl_gamma: float = field(
+        default=10.0,
+        metadata={"help": "Rate of the schedule lambda_p = 2 / (1 + exp(-gamma p)) - 1, p = fraction of steps done."},
+    )
+    discriminator_hidden_size: int = field(default=1024, metadata={"help": "dann: width of the discriminator MLP."})
+    discriminator_dropout: float = field(default=0.5, metadata={"help": "dann: dropout in the discriminator."})
+    mmd_kernel_multipliers: list[float] = field(
+        default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0],
+        metadata={"help": "mmd: Gaussian bandwidths, as multiples of the batch's mean squared pairwise distance."},
+    )
+    mmd_estimator: Literal["unbiased", "biased"] = field(default="unbiased", metadata={"help": "mmd: MMD^2 estimator."})
+    bottleneck_dim: int = field(
+        default=256,
+        metadata={
+            "help": "feature_extraction with adaptation: width of the linear bottleneck trained (and aligned) on the "
+            "cached features when the head is a single layer; folded into the classifier when saved."
+        },
+    )
+    label_shift_estimator: Literal["bbse", "em"] = field(
+        default="bbse",
+        metadata={
+            "help": "How the target class prior is estimated without target labels: bbse (black-box shift "
+            "estimation, Lipton et al. 2018) or em (Saerens et al. 2002), from a linear probe on source features."
+        },
+    )
+    domain_gap_report: bool = field(
+        default=False,
+        metadata={
+            "help": "Write domain_gap.json / domain_gap.png: MMD and proxy A-distance between source and target "
+            "features before and after training, a 2-D projection, and the estimated target class prior."
+        },
+    )
+
+    def __post_init__(self):
+        if self.target_dataset_name and (self.target_train_file or self.target_train_dir):
+            raise InputError("Give the target data either as --target_dataset_name or as files / folders, not both.")
+        if (self.target_test_file or self.target_test_dir) and not (self.target_train_file or self.target_train_dir):
+            raise InputError("--target_test_file / --target_test_dir need --target_train_file / --target_train_dir.")
+        if self.adaptation != "none" and not self.has_target:
+            raise InputError(
+                f"--adaptation {self.adaptation} needs unlabelled target data: pass --target_dataset_name, "
+                f"--target_train_file or --target_train_dir."
+            )
+        if self.domain_gap_report and not self.has_target:
+            raise InputError("--domain_gap_report needs target data (--target_dataset_name, --target_train_file ...).")
+        if self.trade_off < 0:
+            raise InputError(f"--trade_off must be >= 0, got {self.trade_off}.")
+        if self.discriminator_hidden_size < 1 or self.bottleneck_dim < 1:
+            raise InputError("--discriminator_hidden_size and --bottleneck_dim must be positive.")
+        if not 0 <= self.discriminator_dropout < 1:
+            raise InputError(f"--discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}.")
+        if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
+            raise InputError(f"--mmd_kernel_multipliers must be positive numbers, got {self.mmd_kernel_multipliers}.")
+        for name in ("max_target_train_samples", "max_target_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"--{name} must be positive, got {value}.")
+
+    @property
+    def has_target(self) -> bool:
+        return bool(self.target_dataset_name or self.target_train_file or self.target_train_dir)
+
+    def target_folders(self) -> dict[str, str]:
+        return {s: p for s, p in (("train", self.target_train_dir), ("test", self.target_test_dir)) if p}
 
 
 @dataclass

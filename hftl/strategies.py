@@ -257,3 +257,32 @@ def apply_strategy(model: nn.Module, parts: ModelParts, args: StrategyArguments,
     else:  # unreachable: the flag's choices are checked by the parser
         raise InputError(f"Unknown --strategy {args.strategy}.")
     return model
+
+
+LAYER_COUNT_KEYS = ("num_hidden_layers", "encoder_layers", "num_layers")
+
+
+def keep_bottom_layers(model: nn.Module, num_layers: int) -> None:
+    """Drop the encoder layers above layer `num_layers` (1-based) from `model` and its config, in place.
+
+    The model then computes its head on the output of that layer (after the backbone's final norm, if it has one),
+    and `save_pretrained` writes a model of `num_layers` layers that loads as the same class.
+
+    Raises:
+        InputError: `num_layers` exceeds the model's layers, or the config names its layer count in no known key.
+    """
+    prefix = backbone_name(model)
+    backbone = getattr(model, prefix)
+    list_name, layers = _layer_list(backbone)
+    if num_layers > len(layers):
+        raise InputError(f"--feature_layer {num_layers} exceeds the model's {len(layers)} encoder layers.")
+    keys = [k for k in LAYER_COUNT_KEYS if getattr(model.config, k, None) == len(layers)]
+    if not keys:
+        raise InputError(
+            f"--feature_layer: {type(model).__name__}'s config names its layer count in none of {LAYER_COUNT_KEYS}."
+        )
+    parent = backbone.get_submodule(list_name.rsplit(".", 1)[0]) if "." in list_name else backbone
+    setattr(parent, list_name.rsplit(".", 1)[-1], nn.ModuleList(list(layers)[:num_layers]))
+    for key in keys:
+        setattr(model.config, key, num_layers)
+    logger.info("Kept encoder layers 1-%d of %d (--feature_layer %d).", num_layers, len(layers), num_layers)

@@ -287,3 +287,82 @@ def check_and_encode(
     source_rows = {split: dataset[SOURCE_ROW] for split, dataset in splits.items()}
     splits = DatasetDict({split: dataset.remove_columns(SOURCE_ROW) for split, dataset in splits.items()})
     return splits, LabelInfo(names=names, counts=counts, source_rows=source_rows)
+
+
+def check_and_encode_target(
+    raw: RawData,
+    input_columns: list[str],
+    label_column: str,
+    labels: LabelInfo,
+    is_valid_input: Callable[[object], bool],
+    input_problem: str,
+    drop_invalid_examples: bool = False,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    describe_input: Callable[[object], str] | None = None,
+) -> tuple[DatasetDict, dict[str, list[int]]]:
+    """Validate target-domain splits and encode the labels of the evaluation split with the source's classes.
+
+    The `train` split is the unlabelled target data: its labels, if any, are dropped. The evaluation split (`test`,
+    else `validation`) keeps its labels, encoded with the source's `labels`, when it has them.
+
+    Returns:
+        (splits "train" and, when given, "test" (labelled or not), each example's source row per split).
+
+    Raises:
+        InputError: no target train split, a missing input column, invalid rows, or target labels that are not
+            source classes (named).
+    """
+    if "train" not in raw.splits:
+        raise InputError(f"The target data has no 'train' split (it has {sorted(raw.splits)}).")
+    evaluation = "test" if "test" in raw.splits else "validation" if "validation" in raw.splits else None
+    raw.splits = DatasetDict({"train": raw.splits["train"], **({"test": raw.splits[evaluation]} if evaluation else {})})
+    if evaluation:
+        raw.sources["test"] = raw.sources.get(evaluation, evaluation)
+    for split, dataset in raw.splits.items():
+        missing = [c for c in input_columns if c not in dataset.column_names]
+        if missing:
+            raise InputError(
+                f"{raw.where(split)}: no column {missing}. Available columns: {dataset.column_names}. Target data "
+                f"needs the same input columns as the source data."
+            )
+        if len(dataset) == 0:
+            raise InputError(f"{raw.where(split)} is empty: it needs at least one example.")
+        raw.splits[split] = dataset.add_column(SOURCE_ROW, list(range(len(dataset))))
+    labelled = (
+        {"test"}
+        if "test" in raw.splits
+        and label_column in raw.splits["test"].column_names
+        and not all(_is_missing(v) or v == "" for v in raw.splits["test"][label_column])
+        else set()
+    )
+    _check_rows(
+        raw,
+        input_columns,
+        label_column,
+        is_valid_input,
+        input_problem,
+        drop_invalid_examples,
+        set(raw.splits) - labelled,
+        describe_input,
+    )
+    splits = DatasetDict()
+    for split, dataset in raw.splits.items():
+        keep = dataset.remove_columns([c for c in dataset.column_names if c not in input_columns + [SOURCE_ROW]])
+        if split in labelled:
+            values = _label_values(raw, label_column, split)
+            unknown = sorted({v for v in values if v is not None} - set(labels.names))
+            if unknown:
+                raise InputError(
+                    f"{raw.where(split)}: label(s) {unknown} are not classes of the source data ({labels.names}). "
+                    f"Target labels must name source classes."
+                )
+            ids = [labels.label2id[v] if v is not None else -1 for v in values]
+            keep = keep.add_column(LABELS, ids).cast_column(LABELS, ClassLabel(names=labels.names))
+        splits[split] = keep
+    for split, limit in (("train", max_train_samples), ("test", max_eval_samples)):
+        if limit is not None and split in splits and len(splits[split]) > limit:
+            splits[split] = splits[split].select(range(limit))
+    rows = {split: dataset[SOURCE_ROW] for split, dataset in splits.items()}
+    splits = DatasetDict({split: dataset.remove_columns(SOURCE_ROW) for split, dataset in splits.items()})
+    return splits, rows

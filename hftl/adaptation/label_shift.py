@@ -1,0 +1,143 @@
+"""Label shift: estimate the target class prior without target labels, and the class importance weights.
+
+Sources: Lipton, Wang & Smola, "Detecting and Correcting for Label Shift with Black Box Predictors", ICML 2018
+(arXiv:1802.03916), black-box shift estimation (BBSE); Saerens, Latinne & Decaestecker, "Adjusting the Outputs of
+a Classifier to New a Priori Probabilities", Neural Computation 2002 (EM re-weighting). The weights
+w_y = p_t(y) / p_s(y) weight source examples in the alignment and classification losses as in IWDAN (Tachet des
+Combes et al., NeurIPS 2020, arXiv:2003.04475).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ESTIMATORS = ("bbse", "em")
+
+
+def _normalise(prior: np.ndarray) -> np.ndarray:
+    prior = np.clip(np.asarray(prior, dtype=np.float64), 0.0, None)
+    total = prior.sum()
+    return prior / total if total > 0 else np.full(len(prior), 1.0 / len(prior))
+
+
+def bbse_prior(
+    source_probabilities: np.ndarray,
+    source_labels: np.ndarray,
+    target_probabilities: np.ndarray,
+) -> np.ndarray:
+    """Target class prior by black-box shift estimation (Lipton et al. 2018), with soft predictions.
+
+    Solves `C w = mu_t` for the importance weights w, where `C[i, j] = E_s[p(yhat = i | x) 1{y = j}]` is the
+    joint confusion matrix on held-out labelled *source* data and `mu_t[i] = E_t[p(yhat = i | x)]` the mean
+    prediction on unlabelled *target* data; then `p_t = w * p_s` (p_s: the held-out examples' class shares),
+    clipped at 0 and renormalised. Consistent under label shift (p(x | y) equal across domains) for any classifier
+    whose confusion matrix is invertible.
+
+    Args:
+        source_probabilities: (N_s, C) predicted class probabilities on held-out source examples.
+        source_labels: (N_s,) their true class ids.
+        target_probabilities: (N_t, C) predicted class probabilities on target examples.
+
+    Returns:
+        (C,) the estimated target prior, summing to 1.
+    """
+    num_classes = source_probabilities.shape[1]
+    one_hot = np.eye(num_classes)[np.asarray(source_labels)]
+    confusion = source_probabilities.T @ one_hot / len(source_labels)  # (C_pred, C_true), joint
+    mean_target = target_probabilities.mean(0)
+    weights, *_ = np.linalg.lstsq(confusion, mean_target, rcond=None)
+    return _normalise(np.clip(weights, 0.0, None) * one_hot.mean(0))
+
+
+def em_prior(
+    target_probabilities: np.ndarray,
+    source_prior: np.ndarray,
+    max_iterations: int = 1000,
+    tolerance: float = 1e-8,
+) -> np.ndarray:
+    """Target class prior by EM re-weighting of a source classifier's posteriors (Saerens et al. 2002).
+
+    Iterates `p(y | x) ∝ p_s(y | x) * pi_t(y) / pi_s(y)` (E step) and `pi_t(y) = mean_x p(y | x)` (M step) from
+    `pi_t = pi_s`. Needs calibrated posteriors (e.g. logistic regression).
+
+    Args:
+        target_probabilities: (N_t, C) source-classifier posteriors on target examples.
+        source_prior: (C,) the prior the classifier was trained under.
+
+    Returns:
+        (C,) the estimated target prior, summing to 1.
+    """
+    source_prior = _normalise(source_prior)
+    prior = source_prior.copy()
+    ratio_base = target_probabilities / np.clip(source_prior, 1e-12, None)
+    for _ in range(max_iterations):
+        posterior = ratio_base * prior
+        posterior /= np.clip(posterior.sum(1, keepdims=True), 1e-12, None)
+        updated = posterior.mean(0)
+        if np.abs(updated - prior).max() < tolerance:
+            prior = updated
+            break
+        prior = updated
+    return _normalise(prior)
+
+
+def importance_weights(target_prior: np.ndarray, source_prior: np.ndarray, max_weight: float = 20.0) -> np.ndarray:
+    """Class importance weights `w_y = p_t(y) / p_s(y)`, clipped to [0, max_weight] (classes absent in the source
+    get weight 0)."""
+    source_prior = np.asarray(source_prior, dtype=np.float64)
+    weights = np.where(source_prior > 0, np.asarray(target_prior) / np.clip(source_prior, 1e-12, None), 0.0)
+    return np.clip(weights, 0.0, max_weight)
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    """Total variation distance `0.5 * sum |p - q|` between two class priors (0: equal, 1: disjoint)."""
+    return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
+
+
+def estimate_target_prior(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    heldout_features: np.ndarray,
+    heldout_labels: np.ndarray,
+    target_features: np.ndarray,
+    num_classes: int,
+    estimator: str = "bbse",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Estimate the target prior from features: a logistic regression trained on the source, then BBSE or EM.
+
+    Args:
+        train_features: (N, F) labelled source features the probe is trained on; train_labels (N,).
+        heldout_features: (M, F) held-out labelled source features (BBSE's confusion matrix); heldout_labels (M,).
+        target_features: (K, F) unlabelled target features.
+        num_classes: C.
+        estimator: "bbse" or "em".
+
+    Returns:
+        (source prior from train_labels (C,), estimated target prior (C,)).
+
+    Raises:
+        ValueError: an unknown estimator.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    source_prior = np.bincount(np.asarray(train_labels), minlength=num_classes) / len(train_labels)
+    scaler = StandardScaler().fit(train_features)
+    probe = LogisticRegression(max_iter=2000, random_state=seed).fit(scaler.transform(train_features), train_labels)
+
+    def probabilities(features: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(features), num_classes))
+        out[:, probe.classes_] = probe.predict_proba(scaler.transform(features))
+        return out
+
+    target_probabilities = probabilities(target_features)
+    if estimator == "em":
+        return source_prior, em_prior(target_probabilities, source_prior)
+    return source_prior, bbse_prior(probabilities(heldout_features), np.asarray(heldout_labels), target_probabilities)
