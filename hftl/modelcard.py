@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from huggingface_hub import ModelCard, ModelCardData
+import os
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hftl.assets import hub_id_of
 from hftl.data.checks import LabelInfo
@@ -23,6 +25,27 @@ def _results_table(metrics: dict[str, float]) -> str:
     return header + "\n" + "\n".join(rows) + "\n\nPrecision, recall and F1 are macro averages over the classes."
 
 
+def _eval_results(
+    metrics: dict[str, float], pipeline_task: str, hub_dataset: str | None, data_description: str
+) -> list[EvalResult] | None:
+    """The validation and test metrics as the Hub's `model-index` (shown as the card's evaluation results)."""
+    results = [
+        EvalResult(
+            task_type=pipeline_task,
+            dataset_type=hub_dataset or "custom",
+            dataset_name=hub_dataset or data_description,
+            dataset_split=split,
+            metric_type=metric,
+            metric_name=metric if metric in ("accuracy", "balanced_accuracy") else f"macro {metric}",
+            metric_value=round(float(metrics[f"{prefix}_{metric}"]), 4),
+        )
+        for prefix, split in (("eval", "validation"), ("test", "test"))
+        for metric in _METRICS
+        if metrics.get(f"{prefix}_{metric}") is not None
+    ]
+    return results or None
+
+
 def model_card(
     *,
     model_path: str,
@@ -36,19 +59,32 @@ def model_card(
     hyperparameters: dict[str, object],
     is_adapter: bool,
     custom_code: bool = False,
+    adaptation: str | None = None,
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics.
 
+    The metadata (YAML header) holds `library_name`, `pipeline_tag`, `base_model` (when it is a Hub model),
+    `datasets` (a Hub dataset), `tags` (`hftl`, the task, `strategy-<name>`, `adaptation-<name>`), `labels` (by id),
+    the metric names and their values as `model-index`.
+
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
+    `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
     """
     base_model = hub_id_of(model_path)
+    tags = ["hftl", pipeline_task, f"strategy-{strategy.replace('_', '-')}"] + (["lora"] if is_adapter else [])
+    if adaptation:
+        tags.append(f"adaptation-{adaptation.replace('_', '-')}")
+    base_name = os.path.basename(os.path.normpath(model_path))
     data = ModelCardData(
         library_name="peft" if is_adapter else "transformers",
         pipeline_tag=pipeline_task,
         base_model=base_model,
         datasets=[hub_dataset] if hub_dataset else None,
         metrics=list(_METRICS),
-        tags=["hftl", pipeline_task, f"strategy-{strategy.replace('_', '-')}"] + (["lora"] if is_adapter else []),
+        tags=tags,
+        labels=list(labels.names),
+        model_name=f"{base_name}-hftl-{strategy.replace('_', '-')}",
+        eval_results=_eval_results(metrics, pipeline_task, hub_dataset, data_description),
     )
     counts = labels.counts.get("train", [0] * len(labels.names))
     label_rows = "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
@@ -75,6 +111,7 @@ def model_card(
         loader += (
             "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
         )
+    adaptation_line = f"\n\nDomain adaptation: `{adaptation}`." if adaptation else ""
     content = f"""---
 {data.to_yaml()}
 ---
@@ -87,7 +124,7 @@ Adapted from **{base_model or model_path}** with hftl (strategy: `{strategy}`).
 {data_description}
 
 ## Adaptation strategy
-`{strategy}`: {strategy_details}
+`{strategy}`: {strategy_details}{adaptation_line}
 
 ## Labels
 | id | label | training examples |

@@ -18,6 +18,7 @@ import yaml
 from transformers import AutoConfig, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from hftl import hub
 from hftl.arguments import (
     DataTrainingArguments,
     ModelArguments,
@@ -27,7 +28,7 @@ from hftl.arguments import (
     resolved_config,
 )
 from hftl.data import LabelInfo, check_and_encode, load_raw_data
-from hftl.errors import InputError, PushError
+from hftl.errors import InputError
 from hftl.features import (
     CachedFeatureHead,
     cache_is_exact,
@@ -409,27 +410,6 @@ def _save(model, stage: Stage, processor, output_dir: str, strategy_args: Strate
         processor.save_pretrained(output_dir)
 
 
-def _push(output_dir: str, training_args: TrainingArguments) -> None:
-    from huggingface_hub import HfApi
-
-    repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
-    api = HfApi(token=training_args.hub_token)
-    try:
-        url = api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
-        api.upload_folder(
-            repo_id=url.repo_id,
-            folder_path=output_dir,
-            commit_message="Upload model trained with hftl",
-            ignore_patterns=["checkpoint-*", "checkpoint-*/**", "stage1/**", "*.bin", "runs/**"],
-        )
-    except Exception as error:
-        raise PushError(
-            f"Push to the Hub ({repo_id}) failed: {type(error).__name__}: {error}. The local output in {output_dir} is "
-            f"complete; push it later with `hf upload {repo_id} {output_dir}`."
-        ) from None
-    logger.info("Pushed %s to %s", output_dir, url)
-
-
 def run_classification(modality: Modality, defaults: dict[str, Any] | None = None, args: list[str] | None = None):
     """Parse flags, then check the data, adapt the model, train, evaluate and save (see the module docstring).
 
@@ -451,7 +431,8 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     _setup_logging(training_args)
     _strategy_learning_rates(strategy_args, training_args, explicit)
     push_to_hub = training_args.push_to_hub
-    training_args.push_to_hub = False  # the finished folder is pushed once, with its card, by `_push`
+    training_args.push_to_hub = False  # the finished folder is pushed once, with its card, by `hub.push_to_hub`
+    hub_token = hub.take_token(training_args)  # kept out of the training_args.bin that the Trainer pickles
     config = resolved_config(model_args, data_args, modality_args, strategy_args, run_args, training_args)
     config["push_to_hub"] = push_to_hub
     _check_resumable(config, training_args, run_args)
@@ -573,5 +554,5 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         ).save(os.path.join(output_dir, "README.md"))
         logger.info("Saved the model, its card and results to %s", output_dir)
         if push_to_hub:
-            _push(output_dir, training_args)
+            hub.push_to_hub(output_dir, training_args, token=hub_token)
     return metrics
