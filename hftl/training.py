@@ -6,6 +6,7 @@ Every recipe calls `run_classification` with its `Modality`; nothing below depen
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -13,13 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 import transformers
 import yaml
+from torch import nn
 from transformers import AutoConfig, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from hftl import hub
+from hftl import adaptation, hub
+from hftl.adaptation.run import TargetData
 from hftl.arguments import (
+    AdaptationArguments,
     DataTrainingArguments,
     ModelArguments,
     RunArguments,
@@ -43,22 +47,25 @@ from hftl.strategies import (
     DEFAULT_LEARNING_RATES,
     ModelParts,
     apply_strategy,
+    keep_bottom_layers,
     log_parameter_counts,
     model_parts,
     unfreeze_top,
 )
-from hftl.trainer import HftlTrainer
+from hftl.trainer import HftlTrainer, last_complete_checkpoint
 
 logger = logging.getLogger("hftl")
 
 
 def argument_types(modality: Modality) -> tuple[type, ...]:
-    """The dataclasses a recipe parses: model, data, the modality's own, strategy, run and `TrainingArguments`."""
+    """The dataclasses a recipe parses: model, data, the modality's own, strategy, adaptation, run and
+    `TrainingArguments`."""
     return (
         ModelArguments,
         DataTrainingArguments,
         modality.arguments_class,
         StrategyArguments,
+        AdaptationArguments,
         RunArguments,
         TrainingArguments,
     )
@@ -84,6 +91,12 @@ class Stage:
     eval_dataset: Any
     test_dataset: Any
     metrics: dict[str, float]
+    target_test_dataset: Any = None
+    target_train_dataset: Any = None  # what the domain-gap report reads (model-ready or cached features)
+    source_train_dataset: Any = None
+    feature_model: Any = None  # the trained model, and the layer whose input the domain-gap report reads
+    feature_layer: Any = None
+    feature_collator: Any = None
 
 
 def _setup_logging(training_args: TrainingArguments) -> None:
@@ -167,6 +180,10 @@ RESUME_KEYS = (
     "lora_target_modules",
     "freeze_feature_encoder",
     "crop_whisper_input",
+    "feature_layer",
+    "adaptation",
+    "bottleneck_dim",
+    "discriminator_hidden_size",
 )
 
 
@@ -183,7 +200,7 @@ def _check_resumable(config: dict[str, Any], training_args: TrainingArguments, r
         or training_args.resume_from_checkpoint is not None
         or not training_args.do_train
         or not os.path.isfile(previous_path)
-        or get_last_checkpoint(output_dir) is None
+        or last_complete_checkpoint(output_dir) is None
     ):
         return
     with open(previous_path, encoding="utf-8") as handle:
@@ -208,7 +225,7 @@ def _resume_checkpoint(training_args: TrainingArguments, run_args: RunArguments)
         return training_args.resume_from_checkpoint
     if run_args.overwrite_output_dir or not os.path.isdir(training_args.output_dir):
         return None
-    last = get_last_checkpoint(training_args.output_dir)
+    last = last_complete_checkpoint(training_args.output_dir)
     if last is not None:
         logger.warning("Resuming from %s (pass --overwrite_output_dir to start afresh).", last)
     return last
@@ -226,27 +243,75 @@ def _trainer(model, args, datasets, collator, processor, num_labels) -> HftlTrai
     )
 
 
+@dataclass
+class Domain:
+    """The target domain of a run and how the model adapts to it (see `hftl.adaptation`).
+
+    Attributes:
+        args: the adaptation flags.
+        target: the target data (model-ready splits set).
+        shift: source and estimated target class priors (None when not estimated).
+        layer_name: name of the classification layer in the plain model; its input is aligned.
+        feature_size: width of that input.
+        pretrained: features of the first head module's input before training ("train", "validation",
+            "target_train" -> (N, F)), reused by the feature cache and the domain-gap report.
+    """
+
+    args: AdaptationArguments
+    target: TargetData
+    shift: Any
+    layer_name: str
+    feature_size: int
+    pretrained: dict[str, np.ndarray]
+
+    @property
+    def adapts(self) -> bool:
+        return self.args.adaptation != "none"
+
+
 def _train_cached_head(
-    model, head, ready, lengths, collator, training_args, num_epochs, learning_rate, num_labels, output_dir, final
+    model,
+    head,
+    ready,
+    lengths,
+    collator,
+    training_args,
+    num_epochs,
+    learning_rate,
+    num_labels,
+    output_dir,
+    final,
+    domain: Domain | None = None,
 ) -> Stage:
     """Extract backbone features once, then train the head on them (see `hftl.features`).
 
     `final`: this stage's model is the one evaluated on test (feature_extraction), not a first stage (two_stage).
+    With `domain` (final stage only), target features are cached too; with an adaptation method, a linear bottleneck
+    (when the head is one layer) is trained under the alignment loss and then folded into the classifier.
     """
     import time
 
     start = time.perf_counter()
     device = training_args.device
     model.to(device)
+    domain = domain if final else None
+    adapts = domain is not None and domain.adapts and training_args.do_train
     wanted = {
-        "train": training_args.do_train,
+        "train": training_args.do_train or domain is not None,
         "validation": training_args.do_eval,
         "test": training_args.do_predict and final,
     }
     needed = {split: dataset for split, dataset in ready.items() if wanted.get(split)}
+    if domain is not None:
+        needed["target_train"] = domain.target.unaugmented["train"]
+        if domain.target.labelled:
+            needed["target_test"] = domain.target.unaugmented["test"]
+    reused = domain.pretrained if domain is not None else {}
     cached = {
         split: feature_dataset(
-            extract_features(
+            torch.from_numpy(reused[split])
+            if split in reused
+            else extract_features(
                 model, dataset, collator, training_args.per_device_eval_batch_size, head[0][1], device, lengths(split)
             ),
             dataset,
@@ -254,7 +319,7 @@ def _train_cached_head(
         for split, dataset in needed.items()
     }
     extraction_seconds = time.perf_counter() - start
-    num_examples = sum(len(d) for d in needed.values())
+    num_examples = sum(len(d) for split, d in needed.items() if split not in reused)
     logger.info("Extracted features of %d examples in %.1f s.", num_examples, extraction_seconds)
     args = dataclasses.replace(
         training_args,
@@ -268,19 +333,61 @@ def _train_cached_head(
         gradient_checkpointing=False,
         train_sampling_strategy="random",  # cached features have no length to group by
     )
-    trainer = HftlTrainer(
-        model=CachedFeatureHead([module for _, module in head]),
-        args=args,
-        train_dataset=cached.get("train"),
-        eval_dataset=cached.get("validation"),
-        compute_metrics=metrics_function(num_labels),
-    )
+    modules = [module for _, module in head]
+    folds = None
+    if adapts:
+        if len(modules) == 1:  # a single linear head: align the output of a new linear bottleneck instead
+            bottleneck = nn.Linear(modules[0].in_features, domain.args.bottleneck_dim)
+            top = nn.Linear(domain.args.bottleneck_dim, num_labels)
+            head_model, folds = CachedFeatureHead([bottleneck, top]), (bottleneck, top, modules[0])
+            logger.info("Training a %d-wide linear bottleneck under the alignment loss.", domain.args.bottleneck_dim)
+        else:
+            head_model = CachedFeatureHead(modules)
+        last = f"head.{len(head_model.head) - 1}"
+        training_model = adaptation.run.adaptation_model(
+            head_model, last, head_model.head[-1].in_features, domain.args, domain.shift
+        )
+        trainer = adaptation.run.adapt_trainer(
+            HftlTrainer,
+            training_model,
+            args,
+            cached["train"],
+            cached["target_train"],
+            cached.get("validation"),
+            None,
+            compute_metrics=metrics_function(num_labels),
+        )
+        feature_model, feature_layer = head_model, head_model.head[-1]
+    else:
+        head_model = CachedFeatureHead(modules)
+        trainer = HftlTrainer(
+            model=head_model,
+            args=args,
+            train_dataset=cached.get("train"),
+            eval_dataset=cached.get("validation"),
+            compute_metrics=metrics_function(num_labels),
+        )
+        feature_model, feature_layer = head_model, head_model.head[-1]
     metrics = {}
     if training_args.do_train:
         metrics = dict(trainer.train().metrics)
     metrics["feature_extraction_runtime"] = round(extraction_seconds, 4)
     metrics["feature_extraction_samples_per_second"] = round(num_examples / max(extraction_seconds, 1e-9), 3)
-    return Stage(trainer, cached.get("validation"), cached.get("test"), metrics)
+    stage = Stage(
+        trainer,
+        cached.get("validation"),
+        cached.get("test"),
+        metrics,
+        target_test_dataset=cached.get("target_test"),
+        target_train_dataset=cached.get("target_train"),
+        source_train_dataset=cached.get("train"),
+        feature_model=feature_model,
+        feature_layer=feature_layer,
+        feature_collator=None,
+    )
+    if folds is not None:  # the saved model is the plain classifier: bottleneck and top folded into its layer
+        adaptation.run.fold_bottleneck(*folds)
+    return stage
 
 
 def _train(
@@ -295,8 +402,9 @@ def _train(
     strategy_args: StrategyArguments,
     training_args: TrainingArguments,
     run_args: RunArguments,
+    domain: Domain | None = None,
 ) -> Stage:
-    """Run the strategy's training stage(s); return the last one."""
+    """Run the strategy's training stage(s); return the last one (with `domain`: adapted to the target)."""
     num_labels = len(labels.names)
     strategy = strategy_args.strategy
     head_only = strategy in ("feature_extraction", "two_stage")
@@ -327,6 +435,7 @@ def _train(
                 num_labels,
                 stage_dir,
                 final=strategy == "feature_extraction",
+                domain=domain,
             )
         else:
             if strategy_args.cache_features:
@@ -359,17 +468,57 @@ def _train(
         log_parameter_counts(model, f"Stage 2 (top {strategy_args.unfreeze_top_k} layers unfrozen)")
         training_args = dataclasses.replace(training_args, learning_rate=strategy_args.stage2_learning_rate)
 
-    trainer = _trainer(model, training_args, ready, collator, processor, num_labels)
+    feature_model, feature_layer = model, None
+    if domain is not None and domain.adapts and training_args.do_train:
+        if training_args.train_sampling_strategy == "group_by_length":
+            logger.info("Adaptation pairs source and target batches: training batches are sampled at random.")
+            training_args = dataclasses.replace(training_args, train_sampling_strategy="random")
+        feature_model = adaptation.run.adaptation_model(
+            model,
+            adaptation.run.wrapped_name(model, domain.layer_name),
+            domain.feature_size,
+            domain.args,
+            domain.shift,
+        )
+        trainer = adaptation.run.adapt_trainer(
+            HftlTrainer,
+            feature_model,
+            training_args,
+            ready["train"],
+            domain.target.ready["train"],
+            ready.get("validation"),
+            collator,
+            processing_class=processor,
+            compute_metrics=metrics_function(num_labels),
+        )
+        feature_model, feature_layer = model, model.get_submodule(feature_model.feature_layer)
+    else:
+        trainer = _trainer(model, training_args, ready, collator, processor, num_labels)
     metrics = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=_resume_checkpoint(training_args, run_args))
         metrics = dict(result.metrics)
     metrics.update(stage1_metrics)
-    return Stage(trainer, ready.get("validation"), ready.get("test"), metrics)
+    if feature_layer is None and domain is not None:
+        feature_layer = model.get_submodule(adaptation.run.wrapped_name(model, domain.layer_name))
+    return Stage(
+        trainer,
+        ready.get("validation"),
+        ready.get("test"),
+        metrics,
+        target_test_dataset=domain.target.unaugmented.get("test") if domain and domain.target.labelled else None,
+        target_train_dataset=domain.target.unaugmented["train"] if domain else None,
+        source_train_dataset=unaugmented()["train"] if domain else None,
+        feature_model=feature_model,
+        feature_layer=feature_layer,
+        feature_collator=collator,
+    )
 
 
-def _evaluate(stage: Stage, split: str, prefix: str, labels: LabelInfo, output_dir: str) -> dict[str, float]:
-    dataset = stage.eval_dataset if split == "validation" else stage.test_dataset
+def _evaluate(
+    stage: Stage, dataset, rows: list[int] | None, title: str, prefix: str, labels: LabelInfo, output_dir: str
+) -> dict[str, float]:
+    """Predict `dataset`; metrics (prefixed), report, confusion matrix and predictions CSV in `output_dir`."""
     trainer = stage.trainer
     output = trainer.predict(dataset, metric_key_prefix=prefix)
     metrics = dict(output.metrics)
@@ -381,8 +530,8 @@ def _evaluate(stage: Stage, split: str, prefix: str, labels: LabelInfo, output_d
             report = per_class_report(predictions, np.asarray(output.label_ids), labels.names)
             metrics.update(flat_per_class(report, prefix))
             save_report(report, os.path.join(output_dir, f"{prefix}_report.json"))
-            save_confusion_matrix(report, os.path.join(output_dir, f"{prefix}_confusion_matrix.png"), f"{split} split")
-        rows = labels.source_rows.get(split, list(range(len(predictions))))
+            save_confusion_matrix(report, os.path.join(output_dir, f"{prefix}_confusion_matrix.png"), title)
+        rows = rows if rows is not None else list(range(len(predictions)))
         with open(os.path.join(output_dir, f"{prefix}_predictions.csv"), "w", encoding="utf-8") as handle:
             handle.write("source_row,prediction\n")  # source_row: 0-based row of the example in its file / split
             handle.writelines(f"{row},{labels.names[p]}\n" for row, p in zip(rows, predictions, strict=True))
@@ -410,6 +559,80 @@ def _save(model, stage: Stage, processor, output_dir: str, strategy_args: Strate
         processor.save_pretrained(output_dir)
 
 
+def _domain(
+    model, target: TargetData, args: AdaptationArguments, unaugmented, lengths, collator, labels, training_args
+):
+    """Set up adaptation before the strategy is applied: the aligned layer, and (when adapting or reporting) the
+    pretrained features of source and target and the label shift they show."""
+    num_labels = len(labels.names)
+    layer_name, feature_size = adaptation.run.alignment_layer(model, num_labels)
+    pretrained, shift = {}, None
+    if args.adaptation != "none" or args.domain_gap_report:
+        source = unaugmented()
+        datasets = {
+            "train": source["train"],
+            "validation": source["validation"],
+            "target_train": target.unaugmented["train"],
+        }
+        pretrained = adaptation.run.pretrained_features(
+            model,
+            feature_head(model, num_labels)[0][1],
+            datasets,
+            collator,
+            training_args.per_device_eval_batch_size,
+            training_args.device,
+            lengths,
+        )
+        shift = adaptation.run.estimate_label_shift(
+            {
+                "train": pretrained["train"],
+                "validation": pretrained["validation"],
+                "target": pretrained["target_train"],
+            },
+            {split: np.asarray(source[split]["labels"]) for split in ("train", "validation")},
+            num_labels,
+            args,
+            training_args.seed,
+        )
+    return Domain(args, target, shift, layer_name, feature_size, pretrained)
+
+
+def _domain_reports(domain: Domain, stage: Stage, labels: LabelInfo, training_args, args, output_dir) -> dict:
+    """Label-shift figures and, with --domain_gap_report, the domain-gap report; returns scalar metrics."""
+    metrics = {}
+    if domain.shift is not None:
+        metrics["label_shift_total_variation"] = round(domain.shift.total_variation, 4)
+        if stage.trainer.is_world_process_zero():
+            with open(os.path.join(output_dir, "label_shift.json"), "w", encoding="utf-8") as handle:
+                json.dump(domain.shift.as_dict(labels.names), handle, indent=2)
+    if not args.domain_gap_report or not stage.trainer.is_world_process_zero():
+        return metrics
+    source = np.asarray(stage.source_train_dataset["labels"])
+    before = (domain.pretrained["train"], source, domain.pretrained["target_train"], None)
+    after = None
+    if training_args.do_train and stage.feature_layer is not None:
+        limit = adaptation.run.REPORT_EXAMPLES
+        subsets = {
+            "train": stage.source_train_dataset.select(range(min(limit, len(stage.source_train_dataset)))),
+            "target_train": stage.target_train_dataset.select(range(min(limit, len(stage.target_train_dataset)))),
+        }
+        trained = adaptation.run.pretrained_features(
+            stage.feature_model,
+            stage.feature_layer,
+            subsets,
+            stage.feature_collator,
+            training_args.per_device_eval_batch_size,
+            training_args.device,
+            lambda split: None,
+        )
+        after = (trained["train"], source[:limit], trained["target_train"], None)
+    report = adaptation.run.write_domain_gap_report(output_dir, before, after, domain.shift, labels, training_args.seed)
+    for when in ("before", "after"):
+        for key, value in report.get(when, {}).items():
+            metrics[f"domain_gap_{when}_{key}"] = value
+    return metrics
+
+
 def run_classification(modality: Modality, defaults: dict[str, Any] | None = None, args: list[str] | None = None):
     """Parse flags, then check the data, adapt the model, train, evaluate and save (see the module docstring).
 
@@ -425,7 +648,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         InputError: bad flags or data, raised before any model is loaded.
     """
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model_args, data_args, modality_args, strategy_args, run_args, training_args = parsed
+    model_args, data_args, modality_args, strategy_args, adaptation_args, run_args, training_args = parsed
     for key, value in modality.training_overrides.items():
         setattr(training_args, key, value)
     _setup_logging(training_args)
@@ -433,9 +656,20 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # the finished folder is pushed once, with its card, by `hub.push_to_hub`
     hub_token = hub.take_token(training_args)  # kept out of the training_args.bin that the Trainer pickles
-    config = resolved_config(model_args, data_args, modality_args, strategy_args, run_args, training_args)
+    config = resolved_config(
+        model_args, data_args, modality_args, strategy_args, adaptation_args, run_args, training_args
+    )
     config["push_to_hub"] = push_to_hub
     _check_resumable(config, training_args, run_args)
+    if (
+        adaptation_args.adaptation != "none"
+        and strategy_args.strategy == "feature_extraction"
+        and not strategy_args.cache_features
+    ):
+        raise InputError(
+            "--strategy feature_extraction with --adaptation trains a bottleneck on cached features: drop "
+            "--cache_features false, or choose a strategy that trains the backbone (full, freeze, two_stage, lora)."
+        )
     set_seed(training_args.seed)
 
     # 1. data, checked before any model is loaded
@@ -470,6 +704,18 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     )
     logger.info("Data: %s", raw.description)
     logger.info("Splits: %s; classes: %s", {s: len(d) for s, d in splits.items()}, labels.names)
+    target = None
+    if adaptation_args.has_target:
+        target = adaptation.run.load_target(
+            modality,
+            modality_args,
+            adaptation_args,
+            columns,
+            data_args.label_column_name,
+            labels,
+            model_args,
+            data_args,
+        )
 
     # 2. model and inputs
     model_path = model_args.model_name_or_path or modality.default_model()
@@ -479,15 +725,32 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
                 setattr(modality_args, key, value)
     processor = modality.configure_processor(modality.load_processor(model_args, model_path), modality_args)
     model, new_parameters = load_model(modality.auto_model_class, model_args, model_path, labels)
+    if strategy_args.feature_layer is not None:
+        keep_bottom_layers(model, strategy_args.feature_layer)
     model = modality.prepare_model(model, modality_args, processor)
     ready = modality.preprocess(splits, processor, columns, modality_args, training_args)
     collator = modality.data_collator(processor, modality_args)
+    deterministic = {}
 
     def unaugmented():  # deterministic inputs for feature caching
-        return modality.preprocess(splits, processor, columns, modality_args, training_args, augment=False)
+        if not deterministic:
+            deterministic.update(
+                modality.preprocess(splits, processor, columns, modality_args, training_args, augment=False)
+            )
+        return deterministic
 
     def lengths(split: str):  # example sizes, for length-sorted feature extraction
+        if split.startswith("target_"):
+            return modality.example_lengths(target.splits[split.removeprefix("target_")], columns)
         return modality.example_lengths(splits[split], columns)
+
+    domain = None
+    if target is not None:
+        target.ready = modality.preprocess(target.splits, processor, columns, modality_args, training_args)
+        target.unaugmented = modality.preprocess(
+            target.splits, processor, columns, modality_args, training_args, augment=False
+        )
+        domain = _domain(model, target, adaptation_args, unaugmented, lengths, collator, labels, training_args)
 
     # 3. strategy
     parts = model_parts(model, new_parameters)
@@ -513,6 +776,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         strategy_args,
         training_args,
         run_args,
+        domain,
     )
     output_dir = training_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
@@ -523,9 +787,19 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         stage.trainer.save_metrics("train", stage.metrics)
         metrics.update(stage.metrics)
     if training_args.do_eval and stage.eval_dataset is not None:
-        metrics.update(_evaluate(stage, "validation", "eval", labels, output_dir))
+        rows = labels.source_rows.get("validation")
+        metrics.update(_evaluate(stage, stage.eval_dataset, rows, "validation split", "eval", labels, output_dir))
     if training_args.do_predict and stage.test_dataset is not None:
-        metrics.update(_evaluate(stage, "test", "test", labels, output_dir))
+        rows = labels.source_rows.get("test")
+        metrics.update(_evaluate(stage, stage.test_dataset, rows, "test split", "test", labels, output_dir))
+    if stage.target_test_dataset is not None and (training_args.do_eval or training_args.do_predict):
+        rows = domain.target.rows.get("test")
+        metrics.update(_evaluate(stage, stage.target_test_dataset, rows, "target domain", "target", labels, output_dir))
+    if domain is not None:
+        domain_metrics = _domain_reports(domain, stage, labels, training_args, adaptation_args, output_dir)
+        if domain_metrics:
+            stage.trainer.save_metrics("domain", domain_metrics)
+            metrics.update(domain_metrics)
 
     # 6. save: model (or adapter), processor, card, results, resolved config
     _save(model, stage, processor, output_dir, strategy_args)

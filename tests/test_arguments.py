@@ -18,7 +18,7 @@ def _parse(args, defaults=None):
 def test_explicit_flags_are_tracked(tmp_path):
     config = tmp_path / "c.json"
     config.write_text('{"num_train_epochs": 4}')
-    (model, data, text, strategy, run, training), explicit = _parse(
+    (model, data, text, strategy, _adaptation, run, training), explicit = _parse(
         ["--config", str(config), "--seed=3", "--strategy", "lora"]
     )
     assert {"num_train_epochs", "seed", "strategy", "config"} <= explicit
@@ -38,7 +38,7 @@ def test_explicit_flags_are_tracked(tmp_path):
     ],
 )
 def test_strategy_learning_rate_defaults(args, learning_rate, stage2):
-    (_, _, _, strategy, _, training), explicit = _parse(args + ["--output_dir", "x"])
+    (_, _, _, strategy, _, _, training), explicit = _parse(args + ["--output_dir", "x"])
     _strategy_learning_rates(strategy, training, explicit)
     assert training.learning_rate == pytest.approx(learning_rate)
     assert strategy.stage2_learning_rate == (pytest.approx(stage2) if stage2 else None)
@@ -60,7 +60,7 @@ def test_unknown_strategy_is_refused_by_the_parser(capsys):
 
 
 def test_training_arguments_names_are_transformers_own():
-    (_, _, _, _, _, training), _ = _parse(
+    (_, _, _, _, _, _, training), _ = _parse(
         [
             "--per_device_train_batch_size",
             "7",

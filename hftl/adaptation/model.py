@@ -56,6 +56,8 @@ class DomainAdaptationModel(nn.Module):
         mmd_kernel_multipliers, mmd_estimator: see `multiple_kernel_mmd`.
     """
 
+    accepts_loss_kwargs = False  # the loss is a mean over the batch; the Trainer passes no `num_items_in_batch`
+
     def __init__(
         self,
         classifier: nn.Module,
@@ -79,6 +81,7 @@ class DomainAdaptationModel(nn.Module):
         self.trade_off = trade_off
         self.gamma = gamma
         self.training_progress = 0.0
+        self.last_domain_loss: torch.Tensor | None = None
         if base_method(method) == "dann":
             self.alignment = DomainAdversarialLoss(
                 DomainDiscriminator(feature_size, discriminator_hidden_size, discriminator_dropout)
@@ -94,6 +97,14 @@ class DomainAdaptationModel(nn.Module):
     @property
     def config(self):  # lets the Trainer read the classifier's config
         return getattr(self.classifier, "config", None)
+
+    def state_dict(self, *args, **kwargs):
+        """The state, every tensor contiguous (channels-last weights too): the Trainer saves it with safetensors."""
+        state = super().state_dict(*args, **kwargs)
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and not value.is_contiguous():
+                state[key] = value.contiguous()
+        return state
 
     def gradient_checkpointing_enable(self, **kwargs) -> None:
         self.classifier.gradient_checkpointing_enable(**kwargs)
@@ -112,6 +123,7 @@ class DomainAdaptationModel(nn.Module):
         return output["logits"], captured[-1]
 
     def forward(self, labels: torch.Tensor | None = None, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        inputs.pop("num_items_in_batch", None)
         source = {k: v for k, v in inputs.items() if not k.startswith(TARGET_PREFIX)}
         target = {k[len(TARGET_PREFIX) :]: v for k, v in inputs.items() if k.startswith(TARGET_PREFIX)}
         logits, f_s = self._classify(source)
@@ -132,6 +144,7 @@ class DomainAdaptationModel(nn.Module):
                 domain_loss = self.alignment(f_s, f_t, w_s)
                 loss = loss + self.trade_off * coefficient * domain_loss
             output["domain_loss"] = domain_loss.detach()
+            self.last_domain_loss = domain_loss.detach()  # read when the Trainer logs (no sync per step)
         output["loss"] = loss
         return output
 

@@ -17,6 +17,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from torch import nn
 
+from hftl.adaptation.grl import grl_lambda
 from hftl.adaptation.label_shift import estimate_target_prior, importance_weights, total_variation
 from hftl.adaptation.model import (
     TARGET_PREFIX,
@@ -204,10 +205,25 @@ def adaptation_model(classifier, feature_layer: str, feature_size: int, args: Ad
     return model
 
 
+def _logging_trainer(trainer_class):
+    class DomainAdaptationTrainer(trainer_class):
+        """Logs the GRL / alignment coefficient lambda_p and the last alignment loss with the training loss."""
+
+        def log(self, logs, *args, **kwargs):
+            model = self.accelerator.unwrap_model(self.model)
+            if "loss" in logs and isinstance(model, DomainAdaptationModel):
+                logs["grl_lambda"] = round(grl_lambda(model.training_progress, model.gamma), 6)
+                if model.last_domain_loss is not None:
+                    logs["domain_loss"] = round(float(model.last_domain_loss), 6)
+            super().log(logs, *args, **kwargs)
+
+    return DomainAdaptationTrainer
+
+
 def adapt_trainer(trainer_class, model, args, train_source, train_target, eval_dataset, collator, **kwargs):
     """A Trainer of `model` (a `DomainAdaptationModel`) on source examples paired with target examples."""
     paired = PairedDomainDataset(train_source, train_target, seed=args.seed)
-    trainer = trainer_class(
+    trainer = _logging_trainer(trainer_class)(
         model=model,
         args=args,
         train_dataset=paired,
