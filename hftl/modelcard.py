@@ -14,7 +14,7 @@ _METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")
 
 def _results_table(metrics: dict[str, float]) -> str:
     rows = []
-    for prefix, name in (("eval", "validation"), ("test", "test")):
+    for prefix, name in (("eval", "validation"), ("test", "test"), ("target", "target domain")):
         values = [metrics.get(f"{prefix}_{m}") for m in _METRICS]
         if any(v is not None for v in values):
             cells = " | ".join("" if v is None else f"{v:.4f}" for v in values)
@@ -60,6 +60,7 @@ def model_card(
     is_adapter: bool,
     custom_code: bool = False,
     adaptation: str | None = None,
+    adaptation_details: str = "",
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics.
 
@@ -111,7 +112,7 @@ def model_card(
         loader += (
             "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
         )
-    adaptation_line = f"\n\nDomain adaptation: `{adaptation}`." if adaptation else ""
+    adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
     content = f"""---
 {data.to_yaml()}
 ---

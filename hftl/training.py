@@ -633,6 +633,29 @@ def _domain_reports(domain: Domain, stage: Stage, labels: LabelInfo, training_ar
     return metrics
 
 
+ADAPTATION_DETAILS = {
+    "dann": "Domain-adversarial training (Ganin et al., JMLR 2016): a domain discriminator behind a gradient reversal "
+    "layer, on the features entering the classification layer",
+    "mmd": "Multi-kernel MMD between source and target features entering the classification layer (Long et al., "
+    "ICML 2015)",
+}
+
+
+def _adaptation_details(args: AdaptationArguments, domain: Domain | None) -> str:
+    """One paragraph for the model card: method, trade-off, target data, label-shift correction."""
+    if domain is None or args.adaptation == "none":
+        return ""
+    method = adaptation.base_method(args.adaptation)
+    text = f"{ADAPTATION_DETAILS[method]}; trade-off {args.trade_off}. Target data: {domain.target.description}."
+    if args.adaptation.startswith("iw") and domain.shift is not None:
+        prior = ", ".join(f"{p:.3f}" for p in domain.shift.target_prior)
+        text += (
+            f" Source classes re-weighted to the target class prior estimated without target labels "
+            f"({domain.shift.estimator}: {prior})."
+        )
+    return text + " The domain discriminator / alignment loss is a training-time part and is not in this model."
+
+
 def run_classification(modality: Modality, defaults: dict[str, Any] | None = None, args: list[str] | None = None):
     """Parse flags, then check the data, adapt the model, train, evaluate and save (see the module docstring).
 
@@ -825,6 +848,8 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
             },
             is_adapter=strategy_args.strategy == "lora" and not strategy_args.merge_adapter,
             custom_code=getattr(type(model), "_auto_class", None) is not None,  # register_for_auto_class
+            adaptation=None if adaptation_args.adaptation == "none" else adaptation_args.adaptation,
+            adaptation_details=_adaptation_details(adaptation_args, domain),
         ).save(os.path.join(output_dir, "README.md"))
         logger.info("Saved the model, its card and results to %s", output_dir)
         if push_to_hub:
