@@ -233,6 +233,13 @@ class StrategyArguments:
         default=True,
         metadata={"help": "feature_extraction / two_stage stage 1: compute backbone features once and reuse them."},
     )
+    feature_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Keep cached features in this folder and reuse them across runs of the same backbone weights, "
+            "layer, data and preprocessing (keyed by their digests). Default: features live for one run only."
+        },
+    )
     lora_r: int = field(default=8, metadata={"help": "lora: rank of the update matrices."})
     lora_alpha: float = field(default=16.0, metadata={"help": "lora: scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapter input."})

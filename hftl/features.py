@@ -109,7 +109,9 @@ def extract_features(
     if lengths is not None:
         order = np.argsort(lengths, kind="stable")
         dataset = dataset.select(order)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    # its own generator: iterating a DataLoader draws a seed from the global RNG, and extraction must leave the
+    # training's random stream as it found it (a run reading features from a cache then trains identically)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, generator=torch.Generator())
     was_training = model.training
     model.eval()
     handle = layer.register_forward_pre_hook(capture)
@@ -157,3 +159,57 @@ class CachedFeatureHead(nn.Module):
         if labels is not None:
             output["loss"] = F.cross_entropy(logits, labels)
         return output
+
+
+def dataset_digest(dataset: Dataset) -> str:
+    """SHA-256 of a dataset's rows (its Arrow data, without any transform): equal for equal content across runs.
+
+    File cells (image / audio paths) are hashed as they are stored: a path, not the file's bytes.
+    """
+    import hashlib
+
+    import pyarrow as pa
+
+    digest = hashlib.sha256()
+    for table in dataset.with_format("arrow").iter(batch_size=1024):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(sink.getvalue().to_pybytes())
+    return digest.hexdigest()
+
+
+def module_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's parameter and buffer names and values."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode("utf-8"))
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached_extract(cache_dir: str | None, key_parts: dict, compute) -> torch.Tensor:
+    """`compute()` (features (N, F)), stored in `cache_dir/<key>.npy` and read back when the key was seen before.
+
+    The key is a SHA-256 of `key_parts` (model weights digest, layer, data digest, preprocessing settings ...). Files
+    are written atomically (a temporary file renamed into place). Without `cache_dir`, `compute()` runs.
+    """
+    if cache_dir is None:
+        return compute()
+    import hashlib
+    import json
+    import os
+
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:32]
+    path = os.path.join(cache_dir, f"{key}.npy")
+    if os.path.isfile(path):
+        logger.info("Features read from the cache %s", path)
+        return torch.from_numpy(np.load(path))
+    features = compute()
+    os.makedirs(cache_dir, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.partial.npy"
+    np.save(temporary, features.numpy())
+    os.replace(temporary, path)
+    return features

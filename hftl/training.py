@@ -36,9 +36,12 @@ from hftl.errors import InputError
 from hftl.features import (
     CachedFeatureHead,
     cache_is_exact,
+    cached_extract,
+    dataset_digest,
     extract_features,
     feature_dataset,
     feature_head,
+    module_digest,
 )
 from hftl.metrics import flat_per_class, metrics_function, per_class_report, save_confusion_matrix, save_report
 from hftl.modalities.base import Modality
@@ -47,6 +50,7 @@ from hftl.strategies import (
     DEFAULT_LEARNING_RATES,
     ModelParts,
     apply_strategy,
+    backbone_name,
     keep_bottom_layers,
     log_parameter_counts,
     model_parts,
@@ -273,7 +277,7 @@ def _train_cached_head(
     model,
     head,
     ready,
-    lengths,
+    features_of,
     collator,
     training_args,
     num_epochs,
@@ -309,11 +313,7 @@ def _train_cached_head(
     reused = domain.pretrained if domain is not None else {}
     cached = {
         split: feature_dataset(
-            torch.from_numpy(reused[split])
-            if split in reused
-            else extract_features(
-                model, dataset, collator, training_args.per_device_eval_batch_size, head[0][1], device, lengths(split)
-            ),
+            torch.from_numpy(reused[split]) if split in reused else features_of(model, dataset, head[0][1], split),
             dataset,
         )
         for split, dataset in needed.items()
@@ -395,7 +395,7 @@ def _train(
     parts: ModelParts,
     ready,
     unaugmented,
-    lengths,
+    features_of,
     collator,
     processor,
     labels: LabelInfo,
@@ -427,7 +427,7 @@ def _train(
                 model,
                 head,
                 unaugmented(),
-                lengths,
+                features_of,
                 collator,
                 training_args,
                 epochs,
@@ -559,9 +559,7 @@ def _save(model, stage: Stage, processor, output_dir: str, strategy_args: Strate
         processor.save_pretrained(output_dir)
 
 
-def _domain(
-    model, target: TargetData, args: AdaptationArguments, unaugmented, lengths, collator, labels, training_args
-):
+def _domain(model, target: TargetData, args: AdaptationArguments, unaugmented, features_of, labels, training_args):
     """Set up adaptation before the strategy is applied: the aligned layer, and (when adapting or reporting) the
     pretrained features of source and target and the label shift they show."""
     num_labels = len(labels.names)
@@ -574,15 +572,8 @@ def _domain(
             "validation": source["validation"],
             "target_train": target.unaugmented["train"],
         }
-        pretrained = adaptation.run.pretrained_features(
-            model,
-            feature_head(model, num_labels)[0][1],
-            datasets,
-            collator,
-            training_args.per_device_eval_batch_size,
-            training_args.device,
-            lengths,
-        )
+        layer = feature_head(model, num_labels)[0][1]
+        pretrained = {split: features_of(model, dataset, layer, split).numpy() for split, dataset in datasets.items()}
         shift = adaptation.run.estimate_label_shift(
             {
                 "train": pretrained["train"],
@@ -767,13 +758,35 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
             return modality.example_lengths(target.splits[split.removeprefix("target_")], columns)
         return modality.example_lengths(splits[split], columns)
 
+    def features_of(extracting_model, dataset, layer, split: str):  # inputs of `layer`, (N, F), maybe cached on disk
+        def compute():
+            batch_size = training_args.per_device_eval_batch_size
+            device = training_args.device
+            return extract_features(extracting_model, dataset, collator, batch_size, layer, device, lengths(split))
+
+        if strategy_args.feature_cache_dir is None:
+            return compute()
+        backbone = extracting_model.get_submodule(backbone_name(extracting_model))
+        layer_name = next(name for name, module in extracting_model.named_modules() if module is layer)
+        key = {
+            "model": [
+                type(extracting_model).__name__,
+                module_digest(backbone),
+                extracting_model.config.to_json_string(),
+            ],
+            "layer": layer_name,
+            "data": [len(dataset), dataset_digest(dataset)],
+            "inputs": [dataclasses.asdict(modality_args), repr(processor), collator.__class__.__name__],
+        }
+        return cached_extract(strategy_args.feature_cache_dir, key, compute)
+
     domain = None
     if target is not None:
         target.ready = modality.preprocess(target.splits, processor, columns, modality_args, training_args)
         target.unaugmented = modality.preprocess(
             target.splits, processor, columns, modality_args, training_args, augment=False
         )
-        domain = _domain(model, target, adaptation_args, unaugmented, lengths, collator, labels, training_args)
+        domain = _domain(model, target, adaptation_args, unaugmented, features_of, labels, training_args)
 
     # 3. strategy
     parts = model_parts(model, new_parameters)
@@ -792,7 +805,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         parts,
         ready,
         unaugmented,
-        lengths,
+        features_of,
         collator,
         processor,
         labels,

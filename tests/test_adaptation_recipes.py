@@ -183,3 +183,22 @@ def test_speech_recipe_with_dann_and_whisper_features(tiny_wav2vec2_dir, tiny_wh
         args += ["--strategy", strategy, "--adaptation", method]
         metrics = run_classification(AudioModality(), recipe_defaults("speech_classification"), args)
         assert metrics["target_samples"] == 8 and "target_accuracy" in metrics
+
+
+def test_feature_cache_dir_reuses_features_across_runs(tiny_bert_dir, text_files, target_files, tmp_path, caplog):
+    import logging
+
+    cache = tmp_path / "cache"
+    flags = ("--strategy", "feature_extraction", "--adaptation", "iwdann", "--feature_cache_dir", str(cache))
+    first = _text_run(tiny_bert_dir, text_files, target_files, tmp_path / "a", *flags)
+    stored = sorted(os.listdir(cache))
+    assert len(stored) == 5  # source train, validation, test; target train, test
+    with caplog.at_level(logging.INFO, logger="hftl"):
+        second = _text_run(tiny_bert_dir, text_files, target_files, tmp_path / "b", *flags)
+    assert sorted(os.listdir(cache)) == stored
+    assert sum("Features read from the cache" in r.message for r in caplog.records) == 5
+    for key in ("target_accuracy", "eval_loss", "label_shift_total_variation"):
+        assert second[key] == pytest.approx(first[key], abs=1e-6)
+    # other data (a shorter train split) is another key
+    _text_run(tiny_bert_dir, text_files, target_files, tmp_path / "c", *flags, "--max_train_samples", "32")
+    assert len(os.listdir(cache)) == 6

