@@ -18,12 +18,14 @@ import re
 import shutil
 
 import torch
+from torch.nn import functional as F
 from torch.utils.data import SequentialSampler
-from transformers import Trainer
+from transformers import PreTrainedModel, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
 from hftl.errors import InputError
+from hftl.features import CachedFeatureHead
 
 logger = logging.getLogger("hftl")
 
@@ -167,15 +169,52 @@ class HftlTrainer(Trainer):
 
     Checkpoints are written atomically (see `_save_checkpoint`); `train(resume_from_checkpoint=True)` resumes the last
     complete one, and an explicit checkpoint that is incomplete is refused.
+
+    Losses count each example once, on one process or several: the training loss is the batch mean (see `__init__`),
+    and a classifier's evaluation loss the mean over the examples (see `evaluation_loop`).
     """
 
     _staging_dir: str | None = None  # set while `_save_checkpoint` writes
     _length_sampler: _EpochSeededLengthGroupedSampler | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Classification models return the mean loss of their batch and ignore `num_items_in_batch`, although their
+        # forward takes **kwargs. Left True, transformers takes that mean for a sum over the whole batch: it
+        # multiplies it by the number of processes (2 processes: twice the gradients and the logged loss) and does
+        # not divide it by the gradient accumulation steps.
+        self.model_accepts_loss_kwargs = False
+
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or not has_length(eval_dataset):
             return None
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """As transformers', but a classifier's `<prefix>_loss` is the mean cross-entropy over the examples, from the
+        gathered logits.
+
+        transformers averages batch means, weighting a short last batch as a full one and, with several processes,
+        counting the examples repeated to even out the processes' batches. Models with a loss of their own (the
+        domain-adaptation wrapper) keep transformers' figure.
+        """
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        model = self.accelerator.unwrap_model(self.model)
+        model = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+        key = f"{metric_key_prefix}_loss"
+        if (
+            key in output.metrics
+            and isinstance(model, (PreTrainedModel, CachedFeatureHead))
+            and logits is not None
+            and output.label_ids is not None
+            and logits.ndim == 2
+        ):
+            labels = torch.as_tensor(output.label_ids).long()
+            output.metrics[key] = F.cross_entropy(torch.as_tensor(logits).float(), labels).item()
+        return output
 
     # ---- exact resume of length-grouped batches ----
 

@@ -117,6 +117,46 @@ def _setup_logging(training_args: TrainingArguments) -> None:
     logger.setLevel(logging.INFO if training_args.should_log else transformers_level)
 
 
+def _cpu_processes_without_accelerator() -> None:
+    """Under `torchrun --nproc_per_node N` (or accelerate's multi-GPU launcher) on a machine without a GPU, train as
+    one job of N CPU processes (gloo).
+
+    transformers joins CPU processes only with `--use_cpu` (or ACCELERATE_USE_CPU); without it each process trains
+    alone on all the data (world size 1), and all of them write the same output_dir. Must run before
+    `TrainingArguments` is built (it sets up the processes).
+    """
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    has_accelerator = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator:
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+
+def _find_unused_parameters_with_checkpointing(training_args: TrainingArguments) -> None:
+    """Several processes and activation checkpointing: let DDP look for parameters that a step left unused.
+
+    transformers turns DDP's `find_unused_parameters` off under checkpointing (the reentrant kind breaks with it), so
+    a trainable parameter that some step does not use (wav2vec2's `masked_spec_embed` without SpecAugment, a layer
+    that LayerDrop skipped) stops the run: "parameters that were not used in producing loss". transformers 5
+    checkpoints non-reentrantly unless asked otherwise, which works with it on. An explicit
+    `--ddp_find_unused_parameters` wins.
+    """
+    kwargs = {
+        k: v
+        for k, v in (training_args.activation_checkpointing_kwargs or {}).items()
+        if k not in ("every_n_layers", "offload")
+    }
+    reentrant = bool(kwargs) and kwargs.get("use_reentrant", True)  # torch's default when kwargs are given
+    if (
+        training_args.world_size > 1
+        and training_args.activation_checkpointing
+        and training_args.ddp_find_unused_parameters is None
+        and not reentrant
+    ):
+        training_args.ddp_find_unused_parameters = True
+
+
 def _strategy_learning_rates(
     strategy_args: StrategyArguments, training_args: TrainingArguments, explicit: set[str]
 ) -> None:
@@ -661,11 +701,19 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     Raises:
         InputError: bad flags or data, raised before any model is loaded.
     """
+    _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model_args, data_args, modality_args, strategy_args, adaptation_args, run_args, training_args = parsed
     for key, value in modality.training_overrides.items():
         setattr(training_args, key, value)
+    _find_unused_parameters_with_checkpointing(training_args)
     _setup_logging(training_args)
+    logger.info(
+        "World size %d (%s), device %s.",
+        training_args.world_size,
+        training_args.parallel_mode.value,
+        training_args.device,
+    )
     _strategy_learning_rates(strategy_args, training_args, explicit)
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # the finished folder is pushed once, with its card, by `hub.push_to_hub`
