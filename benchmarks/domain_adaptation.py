@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Domain adaptation on real source -> target pairs: target accuracy of every method, over seeds.
+
+Prints one table (and writes it with every run's figures to --output_dir/results.{md,json}): for each pair, the
+target-domain test accuracy and balanced accuracy (mean and spread over --seeds) of source-only training,
+DANN, MMD and their label-shift-corrected forms (IWDAN, IW-MMD, with the target class prior estimated without
+target labels), plus an oracle trained on labelled target data, and the mean wall time of a run. Every method of
+a pair runs the same recipe command with the same budget and hyper-parameters (fixed in advance, never chosen on
+target labels); only --adaptation changes. Target labels are read only to score the target test split.
+
+Each run is the recipe command a user types, in a fresh process:
+
+    accelerate launch recipes/<modality>_classification.py --dataset_name SOURCE --target_dataset_name TARGET \
+        --adaptation METHOD --seed S ...
+
+Pairs (built-in data, see `hftl datasets`):
+- text: spam_assassin_easy (17% spam) -> spam_assassin_hard (85% spam), frozen all-MiniLM-L6-v2 features and a
+  trained bottleneck (strong label shift).
+- image: mnist -> optdigits, EfficientNet-Lite0 fine-tuned at 32 x 32 pixels.
+- speech: spoken_language_id_synthetic (espeak-ng) -> spoken_language_id_real (Asterisk prompts), frozen
+  Whisper-base features from a fixed encoder layer (--feature_layer).
+
+    HF_HUB_OFFLINE=1 python benchmarks/domain_adaptation.py [--pairs text speech image] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("none", "dann", "mmd", "iwdann", "iwmmd")
+METHOD_NAMES = {
+    "none": "source only",
+    "dann": "DANN",
+    "mmd": "MMD",
+    "iwdann": "IWDAN (label-shift corrected)",
+    "iwmmd": "IW-MMD (label-shift corrected)",
+    "oracle": "oracle (trained on labelled target)",
+}
+
+COMMON = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--overwrite_output_dir"]
+PAIRS = {
+    "text": {
+        "recipe": "text_classification",
+        "source": "spam_assassin_easy",
+        "target": "spam_assassin_hard",
+        "flags": ["--strategy", "feature_extraction", "--num_train_epochs", "10"],
+    },
+    "speech": {
+        "recipe": "speech_classification",
+        "source": "spoken_language_id_synthetic",
+        "target": "spoken_language_id_real",
+        "flags": ["--strategy", "feature_extraction", "--num_train_epochs", "30", "--feature_layer", "3"],
+    },
+    "image": {
+        "recipe": "image_classification",
+        "source": "mnist",
+        "target": "optdigits",
+        "flags": ["--strategy", "full", "--image_size", "32", "--num_train_epochs", "2"],
+    },
+}
+
+
+def run(pair: dict, method: str, seed: int, output_dir: str, cache_dir: str, extra: list[str]) -> dict:
+    """One recipe run in a fresh process; returns its target figures and wall seconds."""
+    command = [sys.executable, os.path.join(ROOT, "recipes", f"{pair['recipe']}.py")]
+    if method == "oracle":  # trained on the target's own labelled train split, scored on the same target test split
+        command += ["--dataset_name", pair["target"], "--target_dataset_name", pair["target"]]
+    else:
+        command += ["--dataset_name", pair["source"], "--target_dataset_name", pair["target"]]
+        command += ["--adaptation", method]
+    command += [*pair["flags"], *COMMON, "--seed", str(seed), "--output_dir", output_dir]
+    command += ["--feature_cache_dir", cache_dir, *extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    with open(os.path.join(output_dir, "all_results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    return {
+        "target_accuracy": results["target_accuracy"],
+        "target_balanced_accuracy": results["target_balanced_accuracy"],
+        "source_eval_accuracy": results.get("eval_accuracy"),
+        "label_shift_total_variation": results.get("label_shift_total_variation"),
+        "seconds": round(seconds, 1),
+    }
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| pair | method | target accuracy | target balanced accuracy | source val. accuracy | wall s / run | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pair, by_method in results.items():
+        for method, runs in by_method.items():
+            if not runs:
+                continue
+            lines.append(
+                f"| {pair} | {METHOD_NAMES[method]} | {_cell([r['target_accuracy'] for r in runs])} | "
+                f"{_cell([r['target_balanced_accuracy'] for r in runs])} | "
+                f"{_cell([r['source_eval_accuracy'] for r in runs])} | "
+                f"{statistics.mean(r['seconds'] for r in runs):.0f} | {len(runs)} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    parser.add_argument("--methods", nargs="+", default=[*METHODS, "oracle"], choices=[*METHODS, "oracle"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--output_dir", default=os.path.join(ROOT, "benchmarks", "runs", "domain_adaptation"))
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="More recipe flags for every run.")
+    args = parser.parse_args()
+
+    cache_dir = os.path.join(args.output_dir, "feature_cache")
+    results_path = os.path.join(args.output_dir, "results.json")
+    results: dict = {}
+    if os.path.isfile(results_path):  # a rerun adds to (and reuses) the runs already done
+        with open(results_path, encoding="utf-8") as handle:
+            results = json.load(handle)
+    for name in args.pairs:
+        by_method = results.setdefault(name, {})
+        for method in args.methods:
+            runs = by_method.setdefault(method, [])
+            done_seeds = {r["seed"] for r in runs}
+            for seed in args.seeds:
+                if seed in done_seeds:
+                    continue
+                output_dir = os.path.join(args.output_dir, name, method, f"seed{seed}")
+                figures = run(PAIRS[name], method, seed, output_dir, cache_dir, args.extra)
+                runs.append({"seed": seed, **figures})
+                print(f"{name} {method} seed {seed}: {figures}", flush=True)
+                os.makedirs(args.output_dir, exist_ok=True)
+                with open(results_path, "w", encoding="utf-8") as handle:
+                    json.dump(results, handle, indent=2)
+    text = table({name: results[name] for name in args.pairs if name in results})
+    print(text)
+    with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
