@@ -24,6 +24,7 @@ from transformers import PreTrainedModel, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
+from hftl.adaptation.model import DomainAdaptationModel
 from hftl.errors import InputError
 from hftl.features import CachedFeatureHead
 
@@ -197,12 +198,14 @@ class HftlTrainer(Trainer):
         gathered logits.
 
         transformers averages batch means, weighting a short last batch as a full one and, with several processes,
-        counting the examples repeated to even out the processes' batches. Models with a loss of their own (the
-        domain-adaptation wrapper) keep transformers' figure.
+        counting the examples repeated to even out the processes' batches. For the domain-adaptation wrapper it is
+        its classifier's plain cross-entropy (not the importance-weighted training loss).
         """
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
         model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, DomainAdaptationModel):  # report the classifier's own (unweighted) cross-entropy
+            model = model.classifier
         model = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
         key = f"{metric_key_prefix}_loss"
         if (

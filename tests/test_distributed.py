@@ -99,12 +99,7 @@ RECIPE_CASES = [
     ),
 ]
 
-# Domain adaptation cases go here, in the same shape, once `--adaptation` lands, e.g.
-#   ("text-lora-dann", "text", "bert_no_dropout", "<source + target data fixture>", "torchrun",
-#    ["--strategy", "lora", "--lora_dropout", "0", "--adaptation", "dann", ...]),
-DOMAIN_ADAPTATION_CASES: list[tuple] = []
-
-CASES = RECIPE_CASES + DOMAIN_ADAPTATION_CASES
+CASES = RECIPE_CASES  # LoRA + DANN on two processes: `test_two_processes_lora_dann` below
 
 
 def _free_port() -> int:
@@ -302,3 +297,77 @@ def test_config_parses_and_says_how_to_launch_it(name):
     # and the launcher's own validation of the resolved flags passes
     args = launch_command_parser().parse_args(["--config_file", path, "train.py"])
     _validate_launch_command(args)
+
+
+CAPTURE_DISCRIMINATOR = """
+import os, sys
+from safetensors.torch import save_file
+import hftl.adaptation.run as run
+
+trainers = []
+original = run.adapt_trainer
+def capture(*args, **kwargs):
+    trainers.append(original(*args, **kwargs))
+    return trainers[-1]
+run.adapt_trainer = capture
+sys.argv = [sys.argv[0], *[a for i, a in enumerate(sys.argv[1:]) if not (i == 0 and a == "--")]]
+import runpy
+try:
+    runpy.run_path(os.environ["RECIPE"], run_name="__main__")
+except SystemExit as done:
+    if done.code:
+        raise
+state = trainers[-1].accelerator.unwrap_model(trainers[-1].model).alignment.state_dict()
+save_file({k: v.contiguous() for k, v in state.items()}, os.environ["DUMP"].format(rank=os.environ.get("RANK", "0")))
+"""
+
+
+@pytest.fixture
+def text_domain_data(text_data, tmp_path) -> dict[str, str]:
+    """`text_data` plus 24 unlabelled target texts and 9 labelled target test texts."""
+    unlabelled = [{"text": row["text"]} for row in make_texts(24, seed=11)]
+    return {
+        **text_data,
+        "target_train_file": write_csv(tmp_path / "target_train.csv", unlabelled),
+        "target_test_file": write_csv(tmp_path / "target_test.csv", make_texts(NUM_EVAL_EXAMPLES, seed=12)),
+    }
+
+
+def test_two_processes_lora_dann(bert_no_dropout, text_domain_data, tmp_path):
+    """LoRA + DANN on two processes: target evaluated once per example, same weights as one process with batch 2B,
+    and the domain discriminator identical on both processes (and to the one-process run's)."""
+    script = tmp_path / "capture.py"
+    script.write_text(CAPTURE_DISCRIMINATOR)
+    recipe = os.path.join(ROOT, "recipes", "text_classification.py")
+    extra = ["--strategy", "lora", "--lora_dropout", "0", "--adaptation", "dann", "--discriminator_dropout", "0"]
+    extra += ["--discriminator_hidden_size", "16"]
+    two, one = tmp_path / "two_processes", tmp_path / "one_process"
+    os.environ.update(RECIPE=recipe, DUMP=str(tmp_path / "discriminator-{rank}.safetensors"))
+    try:
+        port = str(_free_port())
+        run_python(
+            ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, str(script), "--"]
+            + _flags(bert_no_dropout, text_domain_data, two, PER_DEVICE_TRAIN_BATCH, extra),
+            timeout=600,
+        )
+        os.environ["DUMP"] = str(tmp_path / "one-{rank}.safetensors")
+        run_python(
+            [str(script), "--", *_flags(bert_no_dropout, text_domain_data, one, 2 * PER_DEVICE_TRAIN_BATCH, extra)]
+        )
+    finally:
+        os.environ.pop("RECIPE", None)
+        os.environ.pop("DUMP", None)
+
+    rank0, rank1 = (load_file(tmp_path / f"discriminator-{r}.safetensors") for r in (0, 1))
+    single = load_file(tmp_path / "one-0.safetensors")
+    for key, value in rank0.items():
+        assert (value - rank1[key]).abs().max().item() == 0.0, key  # DDP keeps the replicas bit-identical
+        assert (value - single[key]).abs().max().item() <= WEIGHT_TOLERANCE, key
+    results_two, results_one = _results(two), _results(one)
+    assert results_two["target_samples"] == NUM_EVAL_EXAMPLES
+    assert _predictions(two, "target") == _predictions(one, "target")
+    for name in ("loss", "accuracy"):
+        assert results_two[f"target_{name}"] == pytest.approx(results_one[f"target_{name}"], abs=METRIC_TOLERANCE)
+    weights_two, weights_one = load_file(two / "model.safetensors"), load_file(one / "model.safetensors")
+    worst = max((weights_two[k] - weights_one[k]).abs().max().item() for k in weights_one)
+    assert worst <= WEIGHT_TOLERANCE
