@@ -99,7 +99,27 @@ RECIPE_CASES = [
     ),
 ]
 
-CASES = RECIPE_CASES  # LoRA + DANN on two processes: `test_two_processes_lora_dann` below
+DANN = ["--adaptation", "dann", "--discriminator_dropout", "0", "--discriminator_hidden_size", "16"]
+DOMAIN_ADAPTATION_CASES = [  # the target data: the validation folder (unlabelled) and the test folder
+    (
+        "image-full-dann",
+        "image",
+        "vit_no_dropout",
+        "image_domain_data",
+        "torchrun",
+        ["--strategy", "full", "--image_size", "32", "--augment", "false", *DANN],
+    ),
+    (
+        "speech-whisper-feature-extraction-dann",
+        "speech",
+        "whisper_no_dropout",
+        "audio_domain_data",
+        "torchrun",
+        ["--strategy", "feature_extraction", *SPEECH, *DANN],
+    ),
+]  # LoRA + DANN on text: `test_two_processes_lora_dann` below, which also compares the discriminators
+
+CASES = RECIPE_CASES + DOMAIN_ADAPTATION_CASES
 
 
 def _free_port() -> int:
@@ -183,6 +203,16 @@ def audio_data(tmp_path) -> dict[str, str]:
     return _folders(tmp_path, "audio", write)
 
 
+@pytest.fixture
+def image_domain_data(image_data) -> dict[str, str]:
+    return {**image_data, "target_train_dir": image_data["validation_dir"], "target_test_dir": image_data["test_dir"]}
+
+
+@pytest.fixture
+def audio_domain_data(audio_data) -> dict[str, str]:
+    return {**audio_data, "target_train_dir": audio_data["validation_dir"], "target_test_dir": audio_data["test_dir"]}
+
+
 def _flags(model_dir, data, output_dir, batch, extra) -> list[str]:
     flags = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]
     for key, value in data.items():
@@ -233,7 +263,7 @@ def test_two_processes_match_one(request, tmp_path, recipe, model_fixture, data_
 
     # evaluation: every example exactly once, in order, with the one-process metrics
     results_two, results_one = _results(two), _results(one)
-    for prefix in ("eval", "test"):
+    for prefix in ("eval", "test", "target") if "--adaptation" in extra else ("eval", "test"):
         assert results_two[f"{prefix}_samples"] == NUM_EVAL_EXAMPLES
         predictions = _predictions(two, prefix)
         assert [row for row, _ in predictions] == list(range(NUM_EVAL_EXAMPLES))
