@@ -162,27 +162,33 @@ def test_target_labels_must_be_source_classes(tiny_bert_dir, text_files, tmp_pat
         _text_run(tiny_bert_dir, text_files, target, tmp_path / "x", "--adaptation", "mmd")
 
 
-def test_image_recipe_with_dann_and_mmd(tiny_vit_dir, image_folders, tmp_path):
+@pytest.mark.parametrize(
+    "strategy, method", [("full", "dann"), ("feature_extraction", "mmd"), ("lora", "iwdann"), ("freeze", "iwmmd")]
+)
+def test_image_recipe_with_adaptation(tiny_vit_dir, image_folders, tmp_path, strategy, method):
     target = {"target_train_dir": image_folders["validation_dir"], "target_test_dir": image_folders["test_dir"]}
-    for strategy, method in (("full", "dann"), ("feature_extraction", "mmd")):
-        output_dir = tmp_path / method
-        args = recipe_args(tiny_vit_dir, {**image_folders, **target}, output_dir, *FAST)
-        args += ["--strategy", strategy, "--adaptation", method, "--ignore_mismatched_sizes"]
-        metrics = run_classification(ImageModality(), recipe_defaults("image_classification"), args)
-        assert metrics["target_samples"] == 8 and "target_accuracy" in metrics
+    args = recipe_args(tiny_vit_dir, {**image_folders, **target}, tmp_path / method, *FAST)
+    args += ["--strategy", strategy, "--adaptation", method, "--ignore_mismatched_sizes"]
+    metrics = run_classification(ImageModality(), recipe_defaults("image_classification"), args)
+    assert metrics["target_samples"] == 8 and "target_accuracy" in metrics
 
 
-def test_speech_recipe_with_dann_and_whisper_features(tiny_wav2vec2_dir, tiny_whisper_dir, audio_folders, tmp_path):
+@pytest.mark.parametrize(
+    "model, strategy, method",
+    [
+        ("wav2vec2", "freeze", "dann"),
+        ("wav2vec2", "two_stage", "mmd"),
+        ("whisper", "feature_extraction", "iwdann"),
+        ("whisper", "lora", "iwmmd"),
+    ],
+)
+def test_speech_recipe_with_adaptation(request, audio_folders, tmp_path, model, strategy, method):
+    model_dir = request.getfixturevalue(f"tiny_{model}_dir")
     target = {"target_train_dir": audio_folders["validation_dir"], "target_test_dir": audio_folders["test_dir"]}
-    for model_dir, strategy, method in (
-        (tiny_wav2vec2_dir, "freeze", "dann"),
-        (tiny_whisper_dir, "feature_extraction", "iwdann"),
-    ):
-        output_dir = tmp_path / method
-        args = recipe_args(model_dir, {**audio_folders, **target}, output_dir, *FAST, "--max_length_seconds", "2")
-        args += ["--strategy", strategy, "--adaptation", method]
-        metrics = run_classification(AudioModality(), recipe_defaults("speech_classification"), args)
-        assert metrics["target_samples"] == 8 and "target_accuracy" in metrics
+    args = recipe_args(model_dir, {**audio_folders, **target}, tmp_path / method, *FAST, "--max_length_seconds", "2")
+    args += ["--strategy", strategy, "--adaptation", method, "--num_train_epochs", "1"]
+    metrics = run_classification(AudioModality(), recipe_defaults("speech_classification"), args)
+    assert metrics["target_samples"] == 8 and "target_accuracy" in metrics
 
 
 def test_feature_cache_dir_reuses_features_across_runs(tiny_bert_dir, text_files, target_files, tmp_path, caplog):
