@@ -19,7 +19,16 @@ logger = logging.getLogger("hftl")
 
 # what stays local: Trainer checkpoints (optimizer, RNG and domain-adaptation state), the first stage of
 # two_stage, TensorBoard logs, and pickled files (`training_args.bin`), which the Hub's users should not have to load
-PUSH_IGNORE_PATTERNS = ["checkpoint-*", "stage1/*", "runs/*", "*.bin", "*.pt", "*.pth", "*.pkl"]
+PUSH_IGNORE_PATTERNS = [
+    "checkpoint-*",
+    ".checkpoint-*",  # a checkpoint save a kill interrupted (see hftl.trainer)
+    "stage1/*",
+    "runs/*",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.pkl",
+]
 
 
 def _describe(error: Exception, endpoint: str) -> str:
