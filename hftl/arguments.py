@@ -366,6 +366,8 @@ class AdaptationArguments:
             raise InputError("--domain_gap_report needs target data (--target_dataset_name, --target_train_file ...).")
         if self.trade_off < 0:
             raise InputError(f"--trade_off must be >= 0, got {self.trade_off}.")
+        if self.grl_gamma <= 0:
+            raise InputError(f"--grl_gamma must be > 0, got {self.grl_gamma}.")
         if self.discriminator_hidden_size < 1 or self.bottleneck_dim < 1:
             raise InputError("--discriminator_hidden_size and --bottleneck_dim must be positive.")
         if not 0 <= self.discriminator_dropout < 1:

@@ -258,6 +258,30 @@ def _check_resumable(config: dict[str, Any], training_args: TrainingArguments, r
         )
 
 
+RESULT_FILES = (
+    "all_results.json",
+    "*_results.json",
+    "*_report.json",
+    "*_confusion_matrix.png",
+    "*_predictions.csv",
+    "domain_gap.json",
+    "domain_gap.png",
+    "label_shift.json",
+)
+
+
+def _remove_stale_results(output_dir: str) -> None:
+    """Delete the results an earlier run left in `output_dir` (the Trainer merges metrics into `all_results.json`,
+    so a run without, say, target data would otherwise report the earlier run's target_* figures)."""
+    import glob
+
+    stale = sorted({path for pattern in RESULT_FILES for path in glob.glob(os.path.join(output_dir, pattern))})
+    for path in stale:
+        os.remove(path)
+    if stale:
+        logger.info("Removed %d result file(s) of an earlier run from %s.", len(stale), output_dir)
+
+
 def _write_config(config: dict[str, Any], output_dir: str) -> None:
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, CONFIG_FILE), "w", encoding="utf-8") as handle:
@@ -660,7 +684,8 @@ def _domain_reports(domain: Domain, stage: Stage, labels: LabelInfo, training_ar
     report = adaptation.run.write_domain_gap_report(output_dir, before, after, domain.shift, labels, training_args.seed)
     for when in ("before", "after"):
         for key, value in report.get(when, {}).items():
-            metrics[f"domain_gap_{when}_{key}"] = value
+            if value is not None:
+                metrics[f"domain_gap_{when}_{key}"] = value
     return metrics
 
 
@@ -845,6 +870,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     trainable, total = log_parameter_counts(model, f"Strategy '{strategy_args.strategy}'")
 
     if training_args.should_save:  # written before training too, so that a resume can be checked against it
+        _remove_stale_results(training_args.output_dir)
         _write_config(config, training_args.output_dir)
 
     # 4. train, 5. evaluate

@@ -201,3 +201,33 @@ def test_bbse_and_em_on_exact_posteriors():
     target = eye[[0, 0, 0, 1]]
     np.testing.assert_allclose(bbse_prior(eye[source_labels], source_labels, target), [0.75, 0.25])
     np.testing.assert_allclose(em_prior(target, np.array([0.5, 0.5])), [0.75, 0.25], atol=1e-6)
+
+
+def test_zero_importance_weights_keep_losses_finite():
+    # a class the target prior estimate puts at 0 gets weight 0; a batch of only that class must not give NaN
+    torch.manual_seed(0)
+    for method in ("iwdann", "iwmmd"):
+        head = CachedFeatureHead([torch.nn.Linear(6, 4), torch.nn.Linear(4, 2)])
+        weights = torch.tensor([0.0, 2.0])
+        model = DomainAdaptationModel(head, "head.1", method, 4, class_weights=weights, discriminator_hidden_size=8)
+        model.train()
+        model.training_progress = 0.5
+        output = model(
+            features=torch.randn(3, 6), labels=torch.zeros(3, dtype=torch.long), target_features=torch.randn(3, 6)
+        )
+        assert torch.isfinite(output["loss"]), method
+        output["loss"].backward()
+        assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+        model.eval()  # evaluation reports the plain (unweighted) cross-entropy
+        features, labels = torch.randn(4, 6), torch.tensor([0, 1, 0, 1])
+        torch.testing.assert_close(model(features=features, labels=labels)["loss"], head(features, labels)["loss"])
+
+
+def test_bbse_without_a_class_in_the_heldout_data_falls_back_to_em(caplog):
+    rng = np.random.default_rng(0)
+    x_train, y_train = _shifted_gaussians([1 / 3, 1 / 3, 1 / 3], 1500, rng)
+    x_val, y_val = _shifted_gaussians([0.5, 0.5, 0.0], 600, rng)  # no class 2 in the held-out split
+    x_target, _ = _shifted_gaussians([0.7, 0.2, 0.1], 3000, rng)
+    _, estimated = estimate_target_prior(x_train, y_train, x_val, y_val, x_target, 3, estimator="bbse")
+    assert "Estimating the target prior by EM instead" in caplog.text
+    assert np.abs(estimated - [0.7, 0.2, 0.1]).max() < 0.05

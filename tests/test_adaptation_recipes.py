@@ -208,3 +208,26 @@ def test_feature_cache_dir_reuses_features_across_runs(tiny_bert_dir, text_files
     # other data (a shorter train split) is another key
     _text_run(tiny_bert_dir, text_files, target_files, tmp_path / "c", *flags, "--max_train_samples", "32")
     assert len(os.listdir(cache)) == 6
+
+
+def test_target_errors_name_the_target_flags(tiny_bert_dir, text_files, tmp_path):
+    missing = {"target_train_file": str(tmp_path / "nope.csv")}
+    with pytest.raises(InputError, match="--target_train_file .*nope.csv"):
+        _text_run(tiny_bert_dir, text_files, missing, tmp_path / "x", "--adaptation", "dann")
+    with pytest.raises(InputError, match="--target_train_dir / --target_test_dir are for folder data"):
+        _text_run(
+            tiny_bert_dir, text_files, {"target_train_dir": str(tmp_path)}, tmp_path / "x", "--adaptation", "dann"
+        )
+    with pytest.raises(InputError, match="--grl_gamma"):
+        _text_run(tiny_bert_dir, text_files, missing, tmp_path / "x", "--adaptation", "dann", "--grl_gamma", "-1")
+
+
+def test_a_rerun_does_not_keep_earlier_results(tiny_bert_dir, text_files, target_files, tmp_path):
+    output_dir = tmp_path / "run"
+    _text_run(tiny_bert_dir, text_files, target_files, output_dir, "--adaptation", "dann", "--domain_gap_report")
+    assert (output_dir / "target_predictions.csv").exists() and (output_dir / "domain_gap.json").exists()
+    args = recipe_args(tiny_bert_dir, text_files, output_dir, *FAST, "--overwrite_output_dir")
+    run_classification(TextModality(), recipe_defaults("text_classification"), args)
+    results = json.load(open(output_dir / "all_results.json"))
+    assert not [key for key in results if key.startswith(("target_", "domain_gap", "label_shift"))]
+    assert not (output_dir / "target_predictions.csv").exists() and not (output_dir / "domain_gap.json").exists()

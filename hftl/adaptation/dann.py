@@ -82,7 +82,7 @@ class DomainAdversarialLoss(nn.Module):
         loss_s = F.binary_cross_entropy_with_logits(logits_s, torch.ones_like(logits_s), reduction="none")
         if w_s is not None:
             w_s = w_s.to(loss_s.dtype)
-            loss_s = (loss_s * w_s).sum() / w_s.sum().clamp_min(1e-12)
+            loss_s = (loss_s * w_s).sum() / w_s.sum().clamp_min(1e-6)  # 0, not NaN, if every weight is 0
         else:
             loss_s = loss_s.mean()
         loss_t = F.binary_cross_entropy_with_logits(logits_t, torch.zeros_like(logits_t))

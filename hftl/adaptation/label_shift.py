@@ -138,6 +138,14 @@ def estimate_target_prior(
         return out
 
     target_probabilities = probabilities(target_features)
+    missing = sorted(set(range(num_classes)) - set(np.asarray(heldout_labels).tolist()))
+    if estimator == "bbse" and missing:
+        logger.warning(
+            "BBSE needs every class in the held-out source data (validation split); class id(s) %s are absent, so "
+            "the confusion matrix is singular. Estimating the target prior by EM instead.",
+            missing,
+        )
+        estimator = "em"
     if estimator == "em":
         return source_prior, em_prior(target_probabilities, source_prior)
     return source_prior, bbse_prior(probabilities(heldout_features), np.asarray(heldout_labels), target_probabilities)

@@ -64,7 +64,10 @@ def multiple_kernel_mmd(
     kernel = torch.stack([torch.exp(-squared / (m * sigma2)) for m in kernel_multipliers]).mean(0)
     k_ss, k_tt, k_st = kernel[:n_s, :n_s], kernel[n_s:, n_s:], kernel[:n_s, n_s:]
 
-    a = torch.full((n_s,), 1.0 / n_s, device=features.device) if w_s is None else w_s.float() / w_s.float().sum()
+    if w_s is None or float(w_s.sum()) <= 0:  # no weights, or a batch whose examples all weigh 0: equal weights
+        a = torch.full((n_s,), 1.0 / n_s, device=features.device)
+    else:
+        a = w_s.float() / w_s.float().sum()
     b = torch.full((n_t,), 1.0 / n_t, device=features.device)
     cross = _weighted_mean_kernel(k_st, a, b)
     if estimator == "biased" or n_s < 2 or n_t < 2:

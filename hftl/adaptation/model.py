@@ -130,8 +130,13 @@ class DomainAdaptationModel(nn.Module):
         output = {"logits": logits}
         if labels is None:
             return output
-        weights = self.class_weights if self.method.startswith("iw") else None
-        loss = F.cross_entropy(logits.float(), labels, weight=weights)
+        # importance weights in training only: evaluation reports the classifier's plain cross-entropy
+        weights = self.class_weights if self.method.startswith("iw") and self.training else None
+        if weights is None:
+            loss = F.cross_entropy(logits.float(), labels)
+        else:  # a weighted mean that stays finite when every example of the batch has weight 0
+            w = weights[labels]
+            loss = (F.cross_entropy(logits.float(), labels, reduction="none") * w).sum() / w.sum().clamp_min(1e-6)
         output["classification_loss"] = loss.detach()
         if target and self.training:
             _, f_t = self._classify(target)

@@ -30,6 +30,7 @@ from hftl.adaptation.model import (
 from hftl.adaptation.report import domain_gap, plot_projection, save_report
 from hftl.arguments import AdaptationArguments
 from hftl.data import LabelInfo, check_and_encode_target, load_raw_data
+from hftl.errors import InputError
 from hftl.features import classification_layer, extract_features
 
 logger = logging.getLogger("hftl")
@@ -64,36 +65,61 @@ def load_target(
     """Load and check the target data given by the `--target_*` flags (before any model loads).
 
     Raises:
-        InputError: missing files or columns, invalid rows, target labels that are not source classes.
+        InputError: missing files or columns, invalid rows, target labels that are not source classes; the
+            message names the `--target_*` flag.
     """
-    raw = load_raw_data(
-        args.target_dataset_name,
-        args.target_dataset_config_name,
-        args.target_train_file,
-        None,
-        args.target_test_file,
-        cache_dir=model_args.cache_dir,
-        token=model_args.token,
-        folders=args.target_folders(),
-        folder_builder=modality.folder_builder,
-    )
-    raw.sources = {split: f"target data: {where}" for split, where in raw.sources.items()}
-    modality.prepare_raw(raw, columns, modality_args)
-    splits, rows = check_and_encode_target(
-        raw,
-        columns,
-        label_column,
-        labels,
-        modality.is_valid_input,
-        modality.input_problem,
-        drop_invalid_examples=data_args.drop_invalid_examples,
-        max_train_samples=args.max_target_train_samples,
-        max_eval_samples=args.max_target_eval_samples,
-        describe_input=modality.describe_input,
-    )
+    if args.target_folders() and modality.folder_builder is None:
+        raise InputError(
+            f"--target_train_dir / --target_test_dir are for folder data (image, speech); the {modality.name} recipe "
+            f"takes --target_train_file / --target_test_file or --target_dataset_name."
+        )
+    try:
+        raw = load_raw_data(
+            args.target_dataset_name,
+            args.target_dataset_config_name,
+            args.target_train_file,
+            None,
+            args.target_test_file,
+            cache_dir=model_args.cache_dir,
+            token=model_args.token,
+            folders=args.target_folders(),
+            folder_builder=modality.folder_builder,
+        )
+        raw.sources = {split: _target_flags(where) for split, where in raw.sources.items()}
+        modality.prepare_raw(raw, columns, modality_args)
+        splits, rows = check_and_encode_target(
+            raw,
+            columns,
+            label_column,
+            labels,
+            modality.is_valid_input,
+            modality.input_problem,
+            drop_invalid_examples=data_args.drop_invalid_examples,
+            max_train_samples=args.max_target_train_samples,
+            max_eval_samples=args.max_target_eval_samples,
+            describe_input=modality.describe_input,
+        )
+    except InputError as error:
+        raise InputError(_target_flags(str(error))) from None
     labelled = "test" in splits and "labels" in splits["test"].column_names
+    if "test" in splits and not labelled:
+        logger.warning(
+            "The target test data (%s) has no labels in column '%s': no target_* metrics. Name its label column "
+            "with --label_column_name (the same as the source's).",
+            raw.sources.get("test", "test"),
+            label_column,
+        )
     logger.info("Target data: %s; %s", raw.description, {s: len(d) for s, d in splits.items()} | {"labelled": labelled})
     return TargetData(splits, rows, raw.description, labelled)
+
+
+def _target_flags(text: str) -> str:
+    """Messages of the shared loaders name the source flags (`--train_file`); for target data, name the target ones."""
+    import re
+
+    return re.sub(
+        r"--(dataset_name|dataset_config_name|train_file|test_file|train_dir|test_dir)\b", r"--target_\1", text
+    )
 
 
 @dataclass
@@ -270,7 +296,10 @@ def write_domain_gap_report(
         if data is None:
             continue
         report[when] = domain_gap(data[0], data[2], REPORT_EXAMPLES, seed)
-        panels[f"{when} training (MMD^2 {report[when]['mmd']:.3f}, PAD {report[when]['proxy_a_distance']:.2f})"] = data
+        pad = report[when]["proxy_a_distance"]
+        panels[f"{when} training (MMD^2 {report[when]['mmd']:.3f}, PAD {'n/a' if pad is None else f'{pad:.2f}'})"] = (
+            data
+        )
     if shift is not None:
         report["label_shift"] = shift.as_dict(labels.names)
     save_report(report, output_dir)
