@@ -200,7 +200,9 @@ def estimate_label_shift(features: dict[str, np.ndarray], labels: dict[str, np.n
         logger.warning(
             "The estimated target class prior differs from the source prior (total variation %.2f > %.2f). Plain "
             "--adaptation %s aligns the marginal feature distributions, which under label shift is known to hurt "
-            "the target accuracy; --adaptation iw%s re-weights source classes to the estimated target prior.",
+            "the target accuracy; --adaptation iw%s re-weights source classes to the estimated target prior. The "
+            "estimate assumes p(x | y) is the same in both domains: under a strong covariate shift it can be wrong, "
+            "and the re-weighting then hurts (see label_shift.json and the README).",
             shift.total_variation,
             LABEL_SHIFT_WARNING,
             args.adaptation,
