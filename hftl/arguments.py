@@ -277,9 +277,6 @@ class StrategyArguments:
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules[0].split(",") if m.strip()]
 
 
-ADAPTATION_METHODS = ("none", "dann", "mmd", "iwdann", "iwmmd")
-
-
 @dataclass
 class AdaptationArguments:
     """Domain adaptation: unlabelled target data, the alignment method and the domain-gap report."""

@@ -412,7 +412,6 @@ def _train_cached_head(
             head_model, last, head_model.head[-1].in_features, domain.args, domain.shift
         )
         trainer = adaptation.run.adapt_trainer(
-            HftlTrainer,
             training_model,
             args,
             cached["train"],
@@ -421,7 +420,6 @@ def _train_cached_head(
             None,
             compute_metrics=metrics_function(num_labels),
         )
-        feature_model, feature_layer = head_model, head_model.head[-1]
     else:
         head_model = CachedFeatureHead(modules)
         trainer = HftlTrainer(
@@ -431,7 +429,6 @@ def _train_cached_head(
             eval_dataset=cached.get("validation"),
             compute_metrics=metrics_function(num_labels),
         )
-        feature_model, feature_layer = head_model, head_model.head[-1]
     metrics = {}
     if training_args.do_train:
         metrics = dict(trainer.train().metrics)
@@ -445,8 +442,8 @@ def _train_cached_head(
         target_test_dataset=cached.get("target_test"),
         target_train_dataset=cached.get("target_train"),
         source_train_dataset=cached.get("train"),
-        feature_model=feature_model,
-        feature_layer=feature_layer,
+        feature_model=head_model,
+        feature_layer=head_model.head[-1],
         feature_collator=None,
     )
     if folds is not None:  # the saved model is the plain classifier: bottleneck and top folded into its layer
@@ -545,7 +542,6 @@ def _train(
             domain.shift,
         )
         trainer = adaptation.run.adapt_trainer(
-            HftlTrainer,
             feature_model,
             training_args,
             ready["train"],

@@ -203,14 +203,19 @@ def audio_data(tmp_path) -> dict[str, str]:
     return _folders(tmp_path, "audio", write)
 
 
+def _with_target(folders: dict[str, str]) -> dict[str, str]:
+    """Folder data plus target data: its validation folder as unlabelled target, its test folder as target test."""
+    return {**folders, "target_train_dir": folders["validation_dir"], "target_test_dir": folders["test_dir"]}
+
+
 @pytest.fixture
 def image_domain_data(image_data) -> dict[str, str]:
-    return {**image_data, "target_train_dir": image_data["validation_dir"], "target_test_dir": image_data["test_dir"]}
+    return _with_target(image_data)
 
 
 @pytest.fixture
 def audio_domain_data(audio_data) -> dict[str, str]:
-    return {**audio_data, "target_train_dir": audio_data["validation_dir"], "target_test_dir": audio_data["test_dir"]}
+    return _with_target(audio_data)
 
 
 def _flags(model_dir, data, output_dir, batch, extra) -> list[str]:

@@ -56,8 +56,6 @@ class DomainAdaptationModel(nn.Module):
         mmd_kernel_multipliers, mmd_estimator: see `multiple_kernel_mmd`.
     """
 
-    accepts_loss_kwargs = False  # the loss is a mean over the batch; the Trainer passes no `num_items_in_batch`
-
     def __init__(
         self,
         classifier: nn.Module,
@@ -123,7 +121,6 @@ class DomainAdaptationModel(nn.Module):
         return output["logits"], captured[-1]
 
     def forward(self, labels: torch.Tensor | None = None, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        inputs.pop("num_items_in_batch", None)
         source = {k: v for k, v in inputs.items() if not k.startswith(TARGET_PREFIX)}
         target = {k[len(TARGET_PREFIX) :]: v for k, v in inputs.items() if k.startswith(TARGET_PREFIX)}
         logits, f_s = self._classify(source)

@@ -32,6 +32,7 @@ from hftl.arguments import AdaptationArguments
 from hftl.data import LabelInfo, check_and_encode_target, load_raw_data
 from hftl.errors import InputError
 from hftl.features import classification_layer, extract_features
+from hftl.trainer import HftlTrainer
 
 logger = logging.getLogger("hftl")
 
@@ -233,25 +234,22 @@ def adaptation_model(classifier, feature_layer: str, feature_size: int, args: Ad
     return model
 
 
-def _logging_trainer(trainer_class):
-    class DomainAdaptationTrainer(trainer_class):
-        """Logs the GRL / alignment coefficient lambda_p and the last alignment loss with the training loss."""
+class DomainAdaptationTrainer(HftlTrainer):
+    """Logs the GRL / alignment coefficient lambda_p and the last alignment loss with the training loss."""
 
-        def log(self, logs, *args, **kwargs):
-            model = self.accelerator.unwrap_model(self.model)
-            if "loss" in logs and isinstance(model, DomainAdaptationModel):
-                logs["grl_lambda"] = round(grl_lambda(model.training_progress, model.gamma), 6)
-                if model.last_domain_loss is not None:
-                    logs["domain_loss"] = round(float(model.last_domain_loss), 6)
-            super().log(logs, *args, **kwargs)
-
-    return DomainAdaptationTrainer
+    def log(self, logs, *args, **kwargs):
+        model = self.accelerator.unwrap_model(self.model)
+        if "loss" in logs and isinstance(model, DomainAdaptationModel):
+            logs["grl_lambda"] = round(grl_lambda(model.training_progress, model.gamma), 6)
+            if model.last_domain_loss is not None:
+                logs["domain_loss"] = round(float(model.last_domain_loss), 6)
+        super().log(logs, *args, **kwargs)
 
 
-def adapt_trainer(trainer_class, model, args, train_source, train_target, eval_dataset, collator, **kwargs):
+def adapt_trainer(model, args, train_source, train_target, eval_dataset, collator, **kwargs):
     """A Trainer of `model` (a `DomainAdaptationModel`) on source examples paired with target examples."""
     paired = PairedDomainDataset(train_source, train_target, seed=args.seed)
-    trainer = _logging_trainer(trainer_class)(
+    trainer = DomainAdaptationTrainer(
         model=model,
         args=args,
         train_dataset=paired,
