@@ -1,17 +1,12 @@
 """hftl: transfer learning on the Hugging Face stack.
 
-Adapt a pretrained text, image or speech model to your own small, shifted data with one command
-(see `recipes/`). The library parts, in the order a run uses them:
-
-- `hftl.arguments`: flags and `--config` files (dataclasses + `TrainingArguments`);
-- `hftl.data`: built-in datasets, loading, checks and label encoding;
-- `hftl.modalities`: raw examples -> model inputs, per modality;
-- `hftl.strategies`: full, feature_extraction, freeze, two_stage, lora;
-- `hftl.features`: cached backbone features for head-only training;
-- `hftl.metrics`, `hftl.modelcard`: results and the model card;
-- `hftl.training`: the shared run that ties them together.
+Adapt a pretrained text, image or speech model to your own small, shifted data with one command (see `recipes/`).
+Importing hftl registers its model classes (`hftl.models`: EfficientNet-Lite, cropped Whisper) with transformers'
+Auto classes, so `pipeline(...)` loads folders hftl saved without `trust_remote_code`. The run itself is
+`hftl.pipeline.run_classification`; "How hftl is built" in the README maps its steps to the files.
 """
 
+import hftl.models  # noqa: F401  (registers the Auto classes)
 from hftl.errors import InputError
 
 __version__ = "0.1.0"

@@ -2,25 +2,21 @@
 
 The recipes parse these dataclasses together with `transformers.TrainingArguments` through
 `HfArgumentParser`, so every flag is spelled as in the transformers example scripts (`run_glue.py`,
-`run_image_classification.py`, `run_audio_classification.py`). `--config file.yaml|json` supplies
-defaults that flags on the command line override.
+`run_image_classification.py`, `run_audio_classification.py`). Each adaptation method adds its own flags
+(`hftl/adaptation/methods/`); `hftl.config` parses them all and resolves their defaults once.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from transformers import HfArgumentParser, TrainingArguments
-
+from hftl.adaptation.methods import method_names
 from hftl.errors import InputError
+from hftl.strategies import strategy_names
 
-STRATEGIES = ("full", "feature_extraction", "freeze", "two_stage", "lora")
+# the label-shift-corrected forms of earlier releases: `--adaptation iwdann` = `--adaptation dann --importance_weighting`
+IMPORTANCE_WEIGHTED_ALIASES = {"iwdann": "dann", "iwmmd": "mmd"}
 
 
 @dataclass
@@ -207,9 +203,10 @@ class AudioArguments(FolderDataArguments):
 class StrategyArguments:
     """How much of the pretrained model adapts (shared by every modality)."""
 
-    strategy: Literal["full", "feature_extraction", "freeze", "two_stage", "lora"] = field(
+    strategy: str = field(
         default="full",
         metadata={
+            "choices": strategy_names(),
             "help": "full: fine-tune everything. feature_extraction: frozen backbone, train the head on cached "
             "features. freeze: freeze embeddings + first --num_frozen_layers layers. two_stage: head first, then "
             "the top --unfreeze_top_k layers at --stage2_learning_rate. lora: peft LoRA adapters + new modules."
@@ -281,12 +278,20 @@ class StrategyArguments:
 class AdaptationArguments:
     """Domain adaptation: unlabelled target data, the alignment method and the domain-gap report."""
 
-    adaptation: Literal["none", "dann", "mmd", "iwdann", "iwmmd"] = field(
+    adaptation: str = field(
         default="none",
         metadata={
+            "choices": ("none", *method_names(), *IMPORTANCE_WEIGHTED_ALIASES),
             "help": "none: train on the source only. dann: domain-adversarial training (gradient reversal layer + "
-            "domain discriminator). mmd: multi-kernel MMD between source and target features. iwdann / iwmmd: the "
-            "same with source classes re-weighted to the estimated target class prior (label shift)."
+            "domain discriminator). mmd: multi-kernel MMD between source and target features. Every registered "
+            "method is listed in the choices; iwdann / iwmmd are dann / mmd with --importance_weighting.",
+        },
+    )
+    importance_weighting: bool = field(
+        default=False,
+        metadata={
+            "help": "Weight source examples by w_y = p_t(y) / p_s(y), the target class prior estimated without "
+            "target labels (label-shift correction, IWDAN), in the classification and alignment losses."
         },
     )
     target_dataset_name: str | None = field(
@@ -320,13 +325,6 @@ class AdaptationArguments:
         default=10.0,
         metadata={"help": "Rate of the schedule lambda_p = 2 / (1 + exp(-gamma p)) - 1, p = fraction of steps done."},
     )
-    discriminator_hidden_size: int = field(default=1024, metadata={"help": "dann: width of the discriminator MLP."})
-    discriminator_dropout: float = field(default=0.5, metadata={"help": "dann: dropout in the discriminator."})
-    mmd_kernel_multipliers: list[float] = field(
-        default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0],
-        metadata={"help": "mmd: Gaussian bandwidths, as multiples of the batch's mean squared pairwise distance."},
-    )
-    mmd_estimator: Literal["unbiased", "biased"] = field(default="unbiased", metadata={"help": "mmd: MMD^2 estimator."})
     bottleneck_dim: int = field(
         default=256,
         metadata={
@@ -350,6 +348,8 @@ class AdaptationArguments:
     )
 
     def __post_init__(self):
+        if self.adaptation in IMPORTANCE_WEIGHTED_ALIASES:
+            self.adaptation, self.importance_weighting = IMPORTANCE_WEIGHTED_ALIASES[self.adaptation], True
         if self.target_dataset_name and (self.target_train_file or self.target_train_dir):
             raise InputError("Give the target data either as --target_dataset_name or as files / folders, not both.")
         if (self.target_test_file or self.target_test_dir) and not (self.target_train_file or self.target_train_dir):
@@ -359,22 +359,25 @@ class AdaptationArguments:
                 f"--adaptation {self.adaptation} needs unlabelled target data: pass --target_dataset_name, "
                 f"--target_train_file or --target_train_dir."
             )
+        if self.importance_weighting and not self.has_target:
+            raise InputError("--importance_weighting needs unlabelled target data to estimate its class prior.")
         if self.domain_gap_report and not self.has_target:
             raise InputError("--domain_gap_report needs target data (--target_dataset_name, --target_train_file ...).")
         if self.trade_off < 0:
             raise InputError(f"--trade_off must be >= 0, got {self.trade_off}.")
         if self.grl_gamma <= 0:
             raise InputError(f"--grl_gamma must be > 0, got {self.grl_gamma}.")
-        if self.discriminator_hidden_size < 1 or self.bottleneck_dim < 1:
-            raise InputError("--discriminator_hidden_size and --bottleneck_dim must be positive.")
-        if not 0 <= self.discriminator_dropout < 1:
-            raise InputError(f"--discriminator_dropout must be in [0, 1), got {self.discriminator_dropout}.")
-        if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
-            raise InputError(f"--mmd_kernel_multipliers must be positive numbers, got {self.mmd_kernel_multipliers}.")
+        if self.bottleneck_dim < 1:
+            raise InputError(f"--bottleneck_dim must be positive, got {self.bottleneck_dim}.")
         for name in ("max_target_train_samples", "max_target_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"--{name} must be positive, got {value}.")
+
+    @property
+    def adapts(self) -> bool:
+        """Training differs from source-only: an alignment method or importance weighting."""
+        return self.adaptation != "none" or self.importance_weighting
 
     @property
     def has_target(self) -> bool:
@@ -391,80 +394,3 @@ class RunArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Start afresh even if output_dir holds checkpoints (default: resume)."}
     )
-
-
-def _load_config_file(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise InputError(f"--config {path}: no such file.")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
-        except (json.JSONDecodeError, yaml.YAMLError) as error:
-            raise InputError(f"--config {path} does not parse: {error}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise InputError(f"--config {path} must hold a mapping of flag names to values, got {type(values).__name__}.")
-    return values
-
-
-def parse_args(
-    dataclass_types: tuple[type, ...], defaults: dict[str, Any] | None = None, args: list[str] | None = None
-) -> tuple[tuple, set[str]]:
-    """Parse flags into the given dataclasses (and `TrainingArguments`).
-
-    Precedence, lowest first: the dataclass defaults, the recipe's `defaults`, the `--config` file, the command line.
-
-    Returns:
-        (the dataclass instances, the names of the flags the user set on the command line or in the config file).
-
-    Raises:
-        InputError: the config file is missing, does not parse or names an unknown flag.
-    """
-    parser = HfArgumentParser(dataclass_types)
-    parser.add_argument("--config", default=None, help="YAML or JSON file of flag values (flags override it).")
-    parser.set_defaults(**(defaults or {}))
-    pre_parser = argparse.ArgumentParser(add_help=False)
-    pre_parser.add_argument("--config", default=None)
-    known, _ = pre_parser.parse_known_args(args)
-    explicit: set[str] = set()
-    if known.config:
-        values = _load_config_file(known.config)
-        flags = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - flags)
-        if unknown:
-            raise InputError(f"--config {known.config}: unknown flag(s) {unknown}. See --help for the flag names.")
-        parser.set_defaults(**values)
-        explicit |= set(values)
-    *parsed, _namespace = parser.parse_args_into_dataclasses(args=args)
-    import sys
-
-    for token in args if args is not None else sys.argv[1:]:
-        if token.startswith("--"):
-            explicit.add(token[2:].split("=", 1)[0].replace("-", "_"))
-    return tuple(parsed), explicit
-
-
-def resolved_config(*arguments: Any) -> dict[str, Any]:
-    """Every flag value of the parsed dataclasses, as a flat mapping that `--config` accepts back.
-
-    Secrets (`token`, `hub_token`) are left out.
-    """
-    config: dict[str, Any] = {}
-    for obj in arguments:
-        for f in dataclasses.fields(obj):
-            if not f.init or f.name.startswith("_") or f.name in ("token", "hub_token"):
-                continue
-            value = getattr(obj, f.name)
-            if hasattr(value, "value"):  # enums such as IntervalStrategy
-                value = value.value
-            elif dataclasses.is_dataclass(value):  # e.g. accelerator_config
-                value = dataclasses.asdict(value)
-            if isinstance(obj, TrainingArguments) and f.name == "report_to" and value == []:
-                value = "none"
-            try:
-                json.dumps(value)
-            except TypeError:
-                value = str(value)
-            config[f.name] = value
-    return config

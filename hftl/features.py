@@ -1,36 +1,39 @@
-"""Cached feature extraction: run the frozen backbone once, then train the head on the stored features.
+"""Features: one definition of the layer they come from, one way to capture them, and their extraction.
 
-The features are the input of the model's head (by default its classification layer, the last `nn.Linear`
-producing one logit per class; a model may name several head modules in `feature_head`), taken in eval mode.
-When the head is the only part that trains, training it on cached features is exactly training the whole model
-with the backbone frozen (minus dropout before the head), and each epoch after the extraction costs a matrix
-product instead of a backbone pass.
+**Features** are the input of the model's **feature layer**, its classification layer: the last `nn.Linear` outside
+the backbone with one output per class (`classifier`, `score` ...). They are what the alignment losses compare, what
+the label-shift probe reads and what the domain-gap report measures before and after training (the same layer).
+
+**Head inputs** are the input of the first module of the head trained on cached inputs (`head_modules`): for most
+models the feature layer itself; for models that name a longer head (Whisper's `projector`, `classifier`) its first
+module. `feature_extraction` caches them (see `hftl.training.cached_head`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from datasets import Dataset
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-FEATURES = "features"
 
-
-def classification_layer(model: nn.Module, num_labels: int) -> tuple[str, nn.Linear]:
-    """The last `nn.Linear` outside the backbone with `num_labels` outputs (e.g. `classifier`, `score`).
+def feature_layer(model: nn.Module, num_labels: int) -> tuple[str, nn.Linear]:
+    """(name, module) of the classification layer: the last `nn.Linear` outside the backbone with `num_labels`
+    outputs. Its input, (N, F), is what hftl calls features.
 
     Raises:
         ValueError: the model has no such layer.
     """
-    from hftl.strategies import backbone_name
+    from hftl.strategies.parts import backbone_name
 
     prefix = backbone_name(model) + "."
     found = None
@@ -42,16 +45,47 @@ def classification_layer(model: nn.Module, num_labels: int) -> tuple[str, nn.Lin
     return found
 
 
-def feature_head(model: nn.Module, num_labels: int) -> list[tuple[str, nn.Module]]:
-    """The modules trained on cached features, in order; the first one's input is what is cached.
+def head_modules(model: nn.Module, num_labels: int) -> list[tuple[str, nn.Module]]:
+    """The modules trained on cached head inputs, in order; the first one's input is what is cached.
 
-    A model may name them in a `feature_head` attribute (e.g. `("projector", "classifier")` when its pooling
-    comes before an affine projector); otherwise it is the classification layer alone.
+    A model may name them in a `feature_head` attribute (e.g. `("projector", "classifier")` when its pooling comes
+    before an affine projector); otherwise it is the feature layer alone.
     """
     names = getattr(model, "feature_head", None)
     if names:
         return [(name, model.get_submodule(name)) for name in names]
-    return [classification_layer(model, num_labels)]
+    return [feature_layer(model, num_labels)]
+
+
+def wrapped_name(model: nn.Module, name: str) -> str:
+    """Where module `name` of the plain model sits in `model` (a peft model nests it, e.g. `base_model.model.x`).
+
+    Raises:
+        ValueError: no such module.
+    """
+    names = [n for n, _ in model.named_modules() if n == name or n.endswith("." + name)]
+    if not names:
+        raise ValueError(f"no module named {name} in {type(model).__name__}")
+    return min(names, key=len)
+
+
+@contextlib.contextmanager
+def capture_inputs(layer: nn.Module):
+    """Within the block, every forward call of `layer` appends its first input to the yielded list.
+
+    Example:
+        >>> layer = nn.Linear(3, 2)
+        >>> with capture_inputs(layer) as captured:
+        ...     _ = layer(torch.ones(4, 3))
+        >>> captured[0].shape
+        torch.Size([4, 3])
+    """
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def cache_is_exact(model: nn.Module, head_names) -> bool:
@@ -65,151 +99,66 @@ def cache_is_exact(model: nn.Module, head_names) -> bool:
 
 
 @torch.inference_mode()
+def _extract_shard(model, dataset: Dataset, collator, batch_size: int, layer: nn.Module, device) -> torch.Tensor:
+    # its own generator: iterating a DataLoader draws a seed from the global RNG, and extraction must leave the
+    # training's random stream as it found it (a run reading features from a cache then trains identically)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, generator=torch.Generator())
+    chunks = []
+    with capture_inputs(layer) as captured:
+        for batch in tqdm(loader, desc="Extracting features", unit="batch"):
+            model(**{key: value.to(device) for key, value in batch.items()})
+            features = captured.pop()
+            if features.dim() != 2:
+                raise ValueError(f"the layer's input has shape {tuple(features.shape)}, not (batch, F)")
+            chunks.append(features.detach().float().cpu())
+    width = layer.in_features if isinstance(layer, nn.Linear) else 0
+    return torch.cat(chunks) if chunks else torch.zeros(0, width)
+
+
 def extract_features(
     model: nn.Module,
     dataset: Dataset,
     collator,
     batch_size: int,
     layer: nn.Module,
-    device: torch.device,
     lengths: list[float] | None = None,
 ) -> torch.Tensor:
-    """Inputs of `layer` (the first head module) for every example of `dataset`, in the dataset's order.
+    """Inputs of `layer` for every example of `dataset`, in the dataset's order, the model in eval mode.
 
-    Examples are batched by length (shortest first: `lengths`, or the length of `input_ids`) so that batches carry
-    little padding; the features come back in the original order.
+    Examples are batched by length (`lengths`, or the length of `input_ids`) so that batches carry little padding.
+    With several processes, each extracts an interleaved share of the examples (each example once) and the shares
+    are gathered in order, so every process returns the same (N, F) features.
 
     Args:
-        model: the classifier (its backbone frozen); it runs in eval mode.
+        model: the classifier; it runs in eval mode on the process's device.
         dataset: model-ready examples; a `labels` column is ignored.
         collator: batches examples as in training.
         batch_size: examples per forward pass.
-        layer: the classification layer whose input is captured.
-        device: where the forward passes run.
+        layer: the module whose input is captured (the feature layer, or the first head module).
         lengths: the size of each example (tokens, seconds ...), for length-sorted batches.
 
     Returns:
-        Features of shape (N, F) on the CPU, float32.
+        (N, F) float32 features on the CPU.
 
     Raises:
         ValueError: the layer's input is not (batch, F).
     """
-    captured: list[torch.Tensor] = []
-
-    def capture(_module, inputs):
-        features = inputs[0]
-        if features.dim() != 2:
-            raise ValueError(f"the classification layer's input has shape {tuple(features.shape)}, not (batch, F)")
-        captured.append(features.detach().float().cpu())
-
+    state = PartialState()
     dataset = dataset.select_columns([c for c in dataset.column_names if c != "labels"])
-    order = None
     if lengths is None and "input_ids" in dataset.column_names:
         lengths = [len(ids) for ids in dataset["input_ids"]]
-    if lengths is not None:
-        order = np.argsort(lengths, kind="stable")
-        dataset = dataset.select(order)
-    # its own generator: iterating a DataLoader draws a seed from the global RNG, and extraction must leave the
-    # training's random stream as it found it (a run reading features from a cache then trains identically)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, generator=torch.Generator())
+    order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(len(dataset))
+    shares = [order[rank :: state.num_processes] for rank in range(state.num_processes)]
     was_training = model.training
-    model.eval()
-    handle = layer.register_forward_pre_hook(capture)
+    model.to(state.device).eval()
     try:
-        for batch in tqdm(loader, desc="Extracting features", unit="batch"):
-            model(**{key: value.to(device) for key, value in batch.items()})
+        mine = _extract_shard(
+            model, dataset.select(shares[state.process_index]), collator, batch_size, layer, state.device
+        )
     finally:
-        handle.remove()
         model.train(was_training)
-    features = torch.cat(captured)
-    if order is not None:
-        restored = torch.empty_like(features)
-        restored[torch.from_numpy(order)] = features
-        features = restored
-    return features
-
-
-def feature_dataset(features: torch.Tensor, source: Dataset) -> Dataset:
-    """A dataset of cached `features` (N, F) with the `labels` of `source`, if it has them."""
-    columns = {FEATURES: features.numpy()}
-    if "labels" in source.column_names:
-        columns["labels"] = source["labels"]
-    return Dataset.from_dict(columns).with_format("torch")
-
-
-class CachedFeatureHead(nn.Module):
-    """The head modules of a model, applied in order to cached features.
-
-    It shares its parameters with the model, so training it trains the model's own head.
-
-    Args:
-        modules: the model's head modules (`feature_head`), the last one producing (B, C) logits.
-
-    Shape:
-        features: (B, F) float; labels: (B,) long class ids. Returns `loss` (scalar) and `logits` (B, C).
-    """
-
-    def __init__(self, modules: list[nn.Module]):
-        super().__init__()
-        self.head = nn.Sequential(*modules)
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        logits = self.head(features)
-        output = {"logits": logits}
-        if labels is not None:
-            output["loss"] = F.cross_entropy(logits, labels)
-        return output
-
-
-def dataset_digest(dataset: Dataset) -> str:
-    """SHA-256 of a dataset's rows (its Arrow data, without any transform): equal for equal content across runs.
-
-    File cells (image / audio paths) are hashed as they are stored: a path, not the file's bytes.
-    """
-    import hashlib
-
-    import pyarrow as pa
-
-    digest = hashlib.sha256()
-    for table in dataset.with_format("arrow").iter(batch_size=1024):
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        digest.update(sink.getvalue().to_pybytes())
-    return digest.hexdigest()
-
-
-def module_digest(module: nn.Module) -> str:
-    """SHA-256 of a module's parameter and buffer names and values."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode("utf-8"))
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def cached_extract(cache_dir: str | None, key_parts: dict, compute) -> torch.Tensor:
-    """`compute()` (features (N, F)), stored in `cache_dir/<key>.npy` and read back when the key was seen before.
-
-    The key is a SHA-256 of `key_parts` (model weights digest, layer, data digest, preprocessing settings ...). Files
-    are written atomically (a temporary file renamed into place). Without `cache_dir`, `compute()` runs.
-    """
-    if cache_dir is None:
-        return compute()
-    import hashlib
-    import json
-    import os
-
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:32]
-    path = os.path.join(cache_dir, f"{key}.npy")
-    if os.path.isfile(path):
-        logger.info("Features read from the cache %s", path)
-        return torch.from_numpy(np.load(path))
-    features = compute()
-    os.makedirs(cache_dir, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.partial.npy"
-    np.save(temporary, features.numpy())
-    os.replace(temporary, path)
-    return features
+    parts = gather_object([mine.numpy()]) if state.num_processes > 1 else [mine.numpy()]
+    features = torch.from_numpy(np.concatenate(parts))
+    restored = torch.empty_like(features)
+    restored[torch.from_numpy(np.concatenate(shares))] = features
+    return restored

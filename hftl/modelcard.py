@@ -46,6 +46,54 @@ def _eval_results(
     return results or None
 
 
+def _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, description):
+    """The card's metadata (YAML header)."""
+    base_model = hub_id_of(model_path)
+    tags = ["hftl", pipeline_task, f"strategy-{strategy.replace('_', '-')}"] + (["lora"] if is_adapter else [])
+    if adaptation:
+        tags.append(f"adaptation-{adaptation.replace('_', '-')}")
+    base_name = os.path.basename(os.path.normpath(model_path))
+    data = ModelCardData(
+        library_name="peft" if is_adapter else "transformers",
+        pipeline_tag=pipeline_task,
+        base_model=base_model,
+        datasets=[hub_dataset] if hub_dataset else None,
+        metrics=list(_METRICS),
+        tags=tags,
+        labels=list(labels.names),
+        model_name=f"{base_name}-hftl-{strategy.replace('_', '-')}",
+        eval_results=_eval_results(metrics, pipeline_task, hub_dataset, description),
+    )
+    return data
+
+
+def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom_code: bool, strategy: str) -> str:
+    """The card's "How to load" section."""
+    if is_adapter:
+        loader = (
+            "This folder holds a LoRA adapter. The base model's config does not know the labels, so pass them:\n"
+            "```python\nfrom peft import AutoPeftModelForSequenceClassification  # or the Auto class of your modality\n"
+            "model = AutoPeftModelForSequenceClassification.from_pretrained(\n"
+            f"    path, num_labels={len(labels.names)}, "
+            f"id2label={labels.id2label}, label2id={labels.label2id}\n)\n```"
+        )
+    elif custom_code:
+        loader = (
+            "The architecture's code is saved beside the weights (`auto_map` in config.json); read it, then:\n"
+            f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path, '
+            "trust_remote_code=True)\n```\nIn a process that imported `hftl`, `trust_remote_code` is not needed."
+        )
+    else:
+        loader = (
+            f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
+        )
+    if strategy == "lora" and not is_adapter:
+        loader += (
+            "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
+        )
+    return loader
+
+
 def model_card(
     *,
     model_path: str,
@@ -72,46 +120,11 @@ def model_card(
     `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
     """
     base_model = hub_id_of(model_path)
-    tags = ["hftl", pipeline_task, f"strategy-{strategy.replace('_', '-')}"] + (["lora"] if is_adapter else [])
-    if adaptation:
-        tags.append(f"adaptation-{adaptation.replace('_', '-')}")
-    base_name = os.path.basename(os.path.normpath(model_path))
-    data = ModelCardData(
-        library_name="peft" if is_adapter else "transformers",
-        pipeline_tag=pipeline_task,
-        base_model=base_model,
-        datasets=[hub_dataset] if hub_dataset else None,
-        metrics=list(_METRICS),
-        tags=tags,
-        labels=list(labels.names),
-        model_name=f"{base_name}-hftl-{strategy.replace('_', '-')}",
-        eval_results=_eval_results(metrics, pipeline_task, hub_dataset, data_description),
-    )
+    data = _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, data_description)
     counts = labels.counts.get("train", [0] * len(labels.names))
     label_rows = "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
-    if is_adapter:
-        loader = (
-            "This folder holds a LoRA adapter. The base model's config does not know the labels, so pass them:\n"
-            "```python\nfrom peft import AutoPeftModelForSequenceClassification  # or the Auto class of your modality\n"
-            "model = AutoPeftModelForSequenceClassification.from_pretrained(\n"
-            f"    path, num_labels={len(labels.names)}, "
-            f"id2label={labels.id2label}, label2id={labels.label2id}\n)\n```"
-        )
-    elif custom_code:
-        loader = (
-            "The architecture's code is saved beside the weights (`auto_map` in config.json); read it, then:\n"
-            f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path, '
-            "trust_remote_code=True)\n```\nIn a process that imported `hftl`, `trust_remote_code` is not needed."
-        )
-    else:
-        loader = (
-            f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
-        )
-    if strategy == "lora" and not is_adapter:
-        loader += (
-            "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
-        )
+    loader = _loader_text(pipeline_task, labels, is_adapter, custom_code, strategy)
     adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
     content = f"""---
 {data.to_yaml()}

@@ -7,7 +7,7 @@ from typing import Any
 
 from hftl.errors import InputError, PushError
 from hftl.modalities.base import Modality
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 
 def main(modality: Modality, defaults: dict[str, Any], args: list[str] | None = None) -> int:

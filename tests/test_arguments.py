@@ -3,10 +3,10 @@
 import pytest
 from transformers import TrainingArguments
 
-from hftl.arguments import DataTrainingArguments, StrategyArguments, parse_args
+from hftl.arguments import DataTrainingArguments, StrategyArguments
+from hftl.config import argument_types, parse_args, resolve_config
 from hftl.errors import InputError
 from hftl.modalities import TextModality
-from hftl.training import _strategy_learning_rates, argument_types
 
 ARGUMENT_TYPES = argument_types(TextModality())
 
@@ -18,7 +18,7 @@ def _parse(args, defaults=None):
 def test_explicit_flags_are_tracked(tmp_path):
     config = tmp_path / "c.json"
     config.write_text('{"num_train_epochs": 4}')
-    (model, data, text, strategy, _adaptation, run, training), explicit = _parse(
+    (model, data, text, strategy, _adaptation, run, *_methods, training), explicit = _parse(
         ["--config", str(config), "--seed=3", "--strategy", "lora"]
     )
     assert {"num_train_epochs", "seed", "strategy", "config"} <= explicit
@@ -38,10 +38,9 @@ def test_explicit_flags_are_tracked(tmp_path):
     ],
 )
 def test_strategy_learning_rate_defaults(args, learning_rate, stage2):
-    (_, _, _, strategy, _, _, training), explicit = _parse(args + ["--output_dir", "x"])
-    _strategy_learning_rates(strategy, training, explicit)
-    assert training.learning_rate == pytest.approx(learning_rate)
-    assert strategy.stage2_learning_rate == (pytest.approx(stage2) if stage2 else None)
+    config = resolve_config(TextModality(), {"learning_rate": 1e-4}, args + ["--output_dir", "x"])
+    assert config.training.learning_rate == pytest.approx(learning_rate)
+    assert config.strategy.stage2_learning_rate == (pytest.approx(stage2) if stage2 else None)
 
 
 def test_validation_messages_name_the_flag():
@@ -60,7 +59,7 @@ def test_unknown_strategy_is_refused_by_the_parser(capsys):
 
 
 def test_training_arguments_names_are_transformers_own():
-    (_, _, _, _, _, _, training), _ = _parse(
+    (*_, training), _ = _parse(
         [
             "--per_device_train_batch_size",
             "7",
@@ -80,3 +79,17 @@ def test_training_arguments_names_are_transformers_own():
         3,
         5,
     )
+
+
+def test_resolved_defaults_are_recorded_not_left_unset(tiny_bert_dir):
+    """`hftl_config.yaml` holds what the run used: freeze's layer count (half of the model's 4) is resolved from the
+    model's config before anything loads, and the iw aliases become a method plus --importance_weighting."""
+    config = resolve_config(
+        TextModality(),
+        {},
+        ["--model_name_or_path", tiny_bert_dir, "--strategy", "freeze", "--output_dir", "x"],
+    )
+    assert config.strategy.num_frozen_layers == 2 and config.as_dict()["num_frozen_layers"] == 2
+    alias = resolve_config(TextModality(), {}, ["--adaptation", "iwdann", "--target_train_file", "t.csv", "--output_dir", "x"])
+    assert (alias.adaptation.adaptation, alias.adaptation.importance_weighting) == ("dann", True)
+    assert alias.method.discriminator_hidden_size == 1024

@@ -27,7 +27,7 @@ from conftest import ROOT, make_image, make_texts, make_tone, recipe_defaults, r
 from safetensors.torch import load_file
 
 from hftl.modalities import AudioModality, ImageModality, TextModality
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 CONFIG_DIR = os.path.join(ROOT, "accelerate_configs")
 TWO_CPU_CONFIG = os.path.join(CONFIG_DIR, "two_cpu_processes.yaml")
@@ -337,14 +337,14 @@ def test_config_parses_and_says_how_to_launch_it(name):
 CAPTURE_DISCRIMINATOR = """
 import os, sys
 from safetensors.torch import save_file
-import hftl.adaptation.run as run
+import hftl.training.stages as run
 
 trainers = []
-original = run.adapt_trainer
+original = run.task_trainer
 def capture(*args, **kwargs):
     trainers.append(original(*args, **kwargs))
     return trainers[-1]
-run.adapt_trainer = capture
+run.task_trainer = capture
 sys.argv = [sys.argv[0], *[a for i, a in enumerate(sys.argv[1:]) if not (i == 0 and a == "--")]]
 import runpy
 try:

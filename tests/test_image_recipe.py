@@ -16,7 +16,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Vi
 from hftl.modalities import ImageModality
 from hftl.modalities.image import processor_size, to_rgb
 from hftl.recipes import main
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 DEFAULTS = recipe_defaults("image_classification")
 FAST = (

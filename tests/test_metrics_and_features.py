@@ -7,9 +7,10 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from hftl.arguments import StrategyArguments
-from hftl.features import CachedFeatureHead, cache_is_exact, classification_layer, extract_features
+from hftl.features import cache_is_exact, extract_features, feature_layer
+from hftl.training.cached_head import CachedFeatureHead
 from hftl.metrics import per_class_report, save_confusion_matrix, summary_metrics
-from hftl.strategies import apply_strategy, model_parts
+from hftl.strategies import get_strategy, model_parts
 
 
 def test_summary_metrics_by_hand():
@@ -39,12 +40,13 @@ def test_cached_features_reproduce_the_full_model(tiny_bert_dir):
         tiny_bert_dir, num_labels=3, output_loading_info=True
     )
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    apply_strategy(model, model_parts(model, info["missing_keys"]), StrategyArguments(strategy="feature_extraction"))
-    name, layer = classification_layer(model, 3)
+    args = StrategyArguments(strategy="feature_extraction")
+    get_strategy(args.strategy).apply(model, model_parts(model, info["missing_keys"]), args, None)
+    name, layer = feature_layer(model, 3)
     assert name == "classifier" and cache_is_exact(model, name)
     texts = ["good film", "the plot was very dull and boring", "nice", "awful story"]
     dataset = Dataset.from_dict(dict(tokenizer(texts)))
-    features = extract_features(model, dataset, DataCollatorWithPadding(tokenizer), 3, layer, torch.device("cpu"))
+    features = extract_features(model, dataset, DataCollatorWithPadding(tokenizer), 3, layer)
     assert features.shape == (4, 32)
     model.eval()
     with torch.no_grad():
@@ -57,7 +59,6 @@ def test_cache_is_not_exact_when_more_than_the_layer_trains(tiny_bert_dir):
     model, info = AutoModelForSequenceClassification.from_pretrained(
         tiny_bert_dir, num_labels=2, output_loading_info=True
     )
-    apply_strategy(
-        model, model_parts(model, info["missing_keys"]), StrategyArguments(strategy="freeze", num_frozen_layers=1)
-    )
+    args = StrategyArguments(strategy="freeze", num_frozen_layers=1)
+    get_strategy(args.strategy).apply(model, model_parts(model, info["missing_keys"]), args, None)
     assert not cache_is_exact(model, "classifier")

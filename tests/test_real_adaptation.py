@@ -8,7 +8,7 @@ from conftest import recipe_defaults
 
 from hftl.data import load_builtin
 from hftl.modalities import TextModality
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 pytestmark = pytest.mark.slow
 

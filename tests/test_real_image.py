@@ -10,7 +10,7 @@ from transformers import AutoModelForImageClassification, pipeline
 from hftl.assets import efficientnet_lite0_state_dict, packaged_image_model
 from hftl.data import load_builtin
 from hftl.modalities import ImageModality
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 pytestmark = pytest.mark.slow
 DEFAULTS = recipe_defaults("image_classification")

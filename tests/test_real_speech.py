@@ -11,7 +11,7 @@ from hftl.data import load_builtin
 from hftl.data.speech import data_dir
 from hftl.modalities import AudioModality
 from hftl.modalities.audio import decode, resample
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 pytestmark = pytest.mark.slow
 DEFAULTS = recipe_defaults("speech_classification")

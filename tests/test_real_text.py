@@ -10,7 +10,7 @@ from transformers import pipeline
 
 from hftl.data import load_builtin
 from hftl.modalities import TextModality
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 pytestmark = pytest.mark.slow
 RECIPE = os.path.join(ROOT, "recipes", "text_classification.py")

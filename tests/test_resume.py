@@ -26,7 +26,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from hftl.errors import InputError
-from hftl.trainer import CHECKPOINT_MANIFEST, HftlTrainer, _commit_checkpoint, last_complete_checkpoint
+from hftl.trainer import CHECKPOINT_MANIFEST, HftlTrainer, commit_checkpoint, last_complete_checkpoint
 
 RECIPE = os.path.join(ROOT, "recipes", "text_classification.py")
 # 58 training examples (10% of 64 carved out for validation), batch 8: 8 steps per epoch, 24 in all; a checkpoint
@@ -201,7 +201,7 @@ def _write_checkpoint(folder, step: int, files: dict[str, bytes], hftl: bool = T
     for file, content in files.items():
         (staged / file).write_bytes(content)
     if hftl:
-        _commit_checkpoint(str(staged), str(folder / name), step)
+        commit_checkpoint(str(staged), str(folder / name), step)
         shutil.rmtree(folder / f".{name}.partial")
     return str(folder / name)
 

@@ -14,7 +14,7 @@ from hftl.modalities import AudioModality
 from hftl.modalities.audio import decode, resample
 from hftl.models import CroppedWhisperForAudioClassification
 from hftl.recipes import main
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 DEFAULTS = recipe_defaults("speech_classification")
 FAST = (

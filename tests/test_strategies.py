@@ -6,7 +6,12 @@ from transformers import AutoModelForSequenceClassification
 
 from hftl.arguments import StrategyArguments
 from hftl.errors import InputError
-from hftl.strategies import apply_strategy, count_parameters, model_parts, unfreeze_top
+from hftl.strategies import count_parameters, get_strategy, model_parts
+from hftl.strategies.two_stage import unfreeze_top
+
+
+def apply_strategy(model, parts, args, task_type=None):
+    return get_strategy(args.strategy).apply(model, parts, args, task_type)
 
 
 def _load(path, num_labels=3):

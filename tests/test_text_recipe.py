@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 
 from hftl.modalities import TextModality
 from hftl.recipes import main
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 DEFAULTS = recipe_defaults("text_classification")
 FAST = (

@@ -71,9 +71,6 @@ class AudioModality(Modality):
     input_problem = "unreadable, empty, NaN or too short"
     training_overrides = {"remove_unused_columns": False}
 
-    def __init__(self):
-        self._min_seconds = 0.1
-
     def default_model(self) -> str:
         return packaged_speech_model()
 
@@ -88,15 +85,14 @@ class AudioModality(Modality):
 
     def prepare_raw(self, raw: RawData, columns: list[str], args: AudioArguments) -> None:
         """Cast the audio column to undecoded `Audio` cells; paths in files resolve against the file's folder."""
-        self._min_seconds = args.min_length_seconds
         cast_file_column(raw, columns[0], Audio(decode=False), "audio")
 
-    def is_valid_input(self, value: object) -> bool:
+    def is_valid_input(self, value: object, args: AudioArguments) -> bool:
         try:
             samples, rate = decode(value)
         except Exception:
             return False
-        return len(samples) >= max(1, self._min_seconds * rate) and bool(np.isfinite(samples).all())
+        return len(samples) >= max(1, args.min_length_seconds * rate) and bool(np.isfinite(samples).all())
 
     def describe_input(self, value: object) -> str:
         return describe_file_cell(value, "audio")

@@ -53,6 +53,9 @@ def describe_file_cell(value: object, what: str) -> str:
 class Modality(ABC):
     """How one kind of data (text, image, audio) turns into model inputs.
 
+    A modality holds no state between calls: everything a method needs comes from its arguments (the resolved flags
+    included), so loading a second dataset (the target domain) cannot change how the first is processed.
+
     Attributes:
         name: "text", "image" or "audio".
         arguments_class: the dataclass of the modality's own flags (column names, lengths, augmentation ...).
@@ -64,6 +67,7 @@ class Modality(ABC):
         input_problem: what makes an input cell invalid, for error messages.
         training_overrides: `TrainingArguments` values the modality needs (e.g. keep raw columns for transforms).
         default_model_flags: flag values used with the packaged default model, unless the user sets them.
+        augments: `preprocess(augment=True)` differs from `augment=False` (random crops, windows ...).
     """
 
     name: str
@@ -76,6 +80,7 @@ class Modality(ABC):
     input_problem: str
     training_overrides: dict[str, Any] = {}
     default_model_flags: dict[str, Any] = {}
+    augments: bool = True
 
     @abstractmethod
     def default_model(self) -> str:
@@ -85,13 +90,17 @@ class Modality(ABC):
     def input_columns(self, args, raw: RawData) -> list[str]:
         """The input columns the model reads, resolved from the flags and the train split's columns."""
 
+    def resolve_arguments(self, args, data_args):
+        """The modality's flags with their data-dependent defaults filled in (a new object). Default: unchanged."""
+        return args
+
     def prepare_raw(self, raw: RawData, columns: list[str], args) -> None:
         """Make input cells checkable (e.g. resolve file paths); runs before the checks. Default: nothing."""
         return None
 
     @abstractmethod
-    def is_valid_input(self, value: object) -> bool:
-        """True for a usable input cell."""
+    def is_valid_input(self, value: object, args) -> bool:
+        """True for a usable input cell under the modality's flags `args`."""
 
     def describe_input(self, value: object) -> str:
         """How an invalid input cell is shown in error messages (e.g. an image's path)."""

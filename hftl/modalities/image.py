@@ -7,6 +7,7 @@ random resized crop and, where mirrored examples are still valid, a horizontal f
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
@@ -117,9 +118,6 @@ class ImageModality(Modality):
     # native 224 on a CPU, and the built-in digits are 28 x 28 anyway
     default_model_flags = {"image_size": 128}
 
-    def __init__(self):
-        self._random_flip = True
-
     def default_model(self) -> str:
         return packaged_image_model()
 
@@ -132,15 +130,21 @@ class ImageModality(Modality):
             )
         return [column]
 
+    def resolve_arguments(self, args: ImageArguments, data_args) -> ImageArguments:
+        """--random_flip defaults to what the *source* data allows: off for built-in digit sets, else on."""
+        if args.random_flip is not None:
+            return args
+        name = data_args.dataset_name
+        if name is None and not data_args.train_file and not args.folders():
+            name = self.default_dataset
+        builtin = BUILTIN_DATASETS.get(name) if name else None
+        return dataclasses.replace(args, random_flip=builtin.random_flip if builtin else True)
+
     def prepare_raw(self, raw: RawData, columns: list[str], args: ImageArguments) -> None:
         """Cast the image column to undecoded `Image` cells; paths in files resolve against the file's folder."""
-        builtin = BUILTIN_DATASETS.get(raw.builtin) if raw.builtin else None
-        self._random_flip = (
-            args.random_flip if args.random_flip is not None else (builtin.random_flip if builtin else True)
-        )
         cast_file_column(raw, columns[0], Image(decode=False), "image")
 
-    def is_valid_input(self, value: object) -> bool:
+    def is_valid_input(self, value: object, args=None) -> bool:
         try:
             with open_image(value) as image:
                 image.load()  # decodes the pixels: verify() alone misses truncated JPEG data
@@ -192,7 +196,7 @@ class ImageModality(Modality):
     ) -> DatasetDict:
         (column,) = columns
         size = processor_size(processor)
-        flip = self._random_flip
+        flip = args.random_flip is not False  # resolved by `resolve_arguments`
 
         def transform(batch, train: bool):
             images = [to_rgb(open_image(cell)) for cell in batch[column]]

@@ -13,6 +13,7 @@ from transformers import (
 
 from hftl.arguments import ModelArguments, TextArguments
 from hftl.assets import packaged_text_model
+from hftl.data.checks import LABELS
 from hftl.data.loading import RawData
 from hftl.errors import InputError
 from hftl.modalities.base import Modality
@@ -28,6 +29,7 @@ class TextModality(Modality):
     peft_task_type = "SEQ_CLS"
     default_dataset = "rotten_tomatoes_critics"
     input_problem = "empty or not a string"
+    augments = False
 
     def default_model(self) -> str:
         return packaged_text_model()
@@ -46,7 +48,7 @@ class TextModality(Modality):
                 pair = "sentence2"
         return [text] + ([pair] if pair else [])
 
-    def is_valid_input(self, value: object) -> bool:
+    def is_valid_input(self, value: object, args=None) -> bool:
         return isinstance(value, str) and value.strip() != ""
 
     def load_processor(self, model_args: ModelArguments, model_path: str):
@@ -74,12 +76,17 @@ class TextModality(Modality):
             texts = [batch[column] for column in input_columns]
             return processor(*texts, padding=padding, max_length=max_length, truncation=True)
 
-        with training_args.main_process_first(desc="tokenisation"):
-            return splits.map(
-                tokenize,
-                batched=True,
-                remove_columns=input_columns,
-                desc="Tokenising",
+        with training_args.main_process_first(desc="tokenisation"):  # model inputs and labels only remain
+            return DatasetDict(
+                {
+                    split: dataset.map(
+                        tokenize,
+                        batched=True,
+                        remove_columns=[c for c in dataset.column_names if c != LABELS],
+                        desc="Tokenising",
+                    )
+                    for split, dataset in splits.items()
+                }
             )
 
     def data_collator(self, processor, args: TextArguments):

@@ -1,0 +1,271 @@
+"""Step 1 of a run: parse the flags and resolve every default once, into a `RunConfig` that no later step changes.
+
+Flags come from the recipe's defaults, a `--config` YAML / JSON file and the command line (lowest first), parsed by
+`HfArgumentParser` into the argument dataclasses (`hftl.arguments`, each adaptation method's own, the modality's)
+and `TrainingArguments`. Resolving fills in what depends on the choices made: a strategy's learning rate, its
+model-dependent values (`--num_frozen_layers`, the stage-2 rate), the packaged model's flags (`--image_size`),
+whether built-in digits may be mirrored (`--random_flip`). `hftl_config.yaml` records exactly these values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from transformers import AutoConfig, HfArgumentParser, TrainingArguments
+
+from hftl import hub
+from hftl.adaptation.methods import get_method, method_names
+from hftl.arguments import AdaptationArguments, DataTrainingArguments, ModelArguments, RunArguments, StrategyArguments
+from hftl.errors import InputError
+from hftl.strategies import Defaults, get_strategy
+from hftl.strategies.parts import encoder_layer_count
+
+logger = logging.getLogger("hftl")
+
+CONFIG_FILE = "hftl_config.yaml"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every resolved flag of a run, grouped by the dataclass that defines it.
+
+    Attributes:
+        model, data, inputs, strategy, adaptation, run, training: the parsed argument dataclasses (`inputs`: the
+            modality's own, e.g. `TextArguments`).
+        methods: each registered adaptation method's flags, by method name.
+        push_to_hub: `--push_to_hub` (the Trainer's own push is turned off: the finished folder is pushed once).
+        hub_token: `--hub_token`, kept out of `training` (the Trainer pickles it into every checkpoint).
+    """
+
+    model: ModelArguments
+    data: DataTrainingArguments
+    inputs: Any
+    strategy: StrategyArguments
+    adaptation: AdaptationArguments
+    run: RunArguments
+    training: TrainingArguments
+    methods: dict[str, Any] = field(default_factory=dict)
+    push_to_hub: bool = False
+    hub_token: str | None = field(default=None, repr=False)
+
+    @property
+    def method(self):
+        """The flags of the chosen `--adaptation` method (None for `none` or a method without flags)."""
+        return self.methods.get(self.adaptation.adaptation)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every flag and its value, as a flat mapping that `--config` accepts back (secrets left out)."""
+        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run)
+        values = resolved_config(*parts, *self.methods.values(), self.training)
+        values["push_to_hub"] = self.push_to_hub
+        return values
+
+    def resume_keys(self) -> tuple[str, ...]:
+        """Flags that change which parameters exist or train: checkpoints made with other values are not resumed."""
+        method = () if self.adaptation.adaptation == "none" else get_method(self.adaptation.adaptation).resume_keys
+        return RESUME_KEYS + get_strategy(self.strategy.strategy).resume_keys + method
+
+
+# flags that change which parameters exist or train, whatever the strategy and method
+RESUME_KEYS = (
+    "model_name_or_path",
+    "strategy",
+    "freeze_feature_encoder",
+    "crop_whisper_input",
+    "feature_layer",
+    "adaptation",
+    "bottleneck_dim",
+)
+
+
+def argument_types(modality) -> tuple[type, ...]:
+    """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run, each
+    method's flags, then `TrainingArguments`."""
+    methods = [get_method(name).arguments_class for name in method_names()]
+    return (
+        ModelArguments,
+        DataTrainingArguments,
+        modality.arguments_class,
+        StrategyArguments,
+        AdaptationArguments,
+        RunArguments,
+        *[m for m in methods if m is not None],
+        TrainingArguments,
+    )
+def _load_config_file(path: str) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise InputError(f"--config {path}: no such file.")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise InputError(f"--config {path} does not parse: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise InputError(f"--config {path} must hold a mapping of flag names to values, got {type(values).__name__}.")
+    return values
+
+
+def parse_args(
+    dataclass_types: tuple[type, ...], defaults: dict[str, Any] | None = None, args: list[str] | None = None
+) -> tuple[tuple, set[str]]:
+    """Parse flags into the given dataclasses (and `TrainingArguments`).
+
+    Precedence, lowest first: the dataclass defaults, the recipe's `defaults`, the `--config` file, the command line.
+
+    Returns:
+        (the dataclass instances, the names of the flags the user set on the command line or in the config file).
+
+    Raises:
+        InputError: the config file is missing, does not parse or names an unknown flag.
+    """
+    parser = HfArgumentParser(dataclass_types)
+    parser.add_argument("--config", default=None, help="YAML or JSON file of flag values (flags override it).")
+    parser.set_defaults(**(defaults or {}))
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", default=None)
+    known, _ = pre_parser.parse_known_args(args)
+    explicit: set[str] = set()
+    if known.config:
+        values = _load_config_file(known.config)
+        flags = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - flags)
+        if unknown:
+            raise InputError(f"--config {known.config}: unknown flag(s) {unknown}. See --help for the flag names.")
+        parser.set_defaults(**values)
+        explicit |= set(values)
+    *parsed, _namespace = parser.parse_args_into_dataclasses(args=args)
+    for token in args if args is not None else sys.argv[1:]:
+        if token.startswith("--"):
+            explicit.add(token[2:].split("=", 1)[0].replace("-", "_"))
+    return tuple(parsed), explicit
+
+
+def resolved_config(*arguments: Any) -> dict[str, Any]:
+    """Every flag value of the parsed dataclasses, as a flat mapping that `--config` accepts back.
+
+    Secrets (`token`, `hub_token`) are left out.
+    """
+    config: dict[str, Any] = {}
+    for obj in arguments:
+        for f in dataclasses.fields(obj):
+            if not f.init or f.name.startswith("_") or f.name in ("token", "hub_token"):
+                continue
+            value = getattr(obj, f.name)
+            if hasattr(value, "value"):  # enums such as IntervalStrategy
+                value = value.value
+            elif dataclasses.is_dataclass(value):  # e.g. accelerator_config
+                value = dataclasses.asdict(value)
+            if isinstance(obj, TrainingArguments) and f.name == "report_to" and value == []:
+                value = "none"
+            try:
+                json.dumps(value)
+            except TypeError:
+                value = str(value)
+            config[f.name] = value
+    return config
+
+
+
+def _cpu_processes_without_accelerator() -> None:
+    """Under `torchrun --nproc_per_node N` (or accelerate's multi-GPU launcher) on a machine without a GPU, train as
+    one job of N CPU processes (gloo).
+
+    transformers joins CPU processes only with `--use_cpu` (or ACCELERATE_USE_CPU); without it each process trains
+    alone on all the data (world size 1), and all of them write the same output_dir. Must run before
+    `TrainingArguments` is built (it sets up the processes).
+    """
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    has_accelerator = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator:
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+
+def _resolve_training(training: TrainingArguments, modality, strategy_name: str, explicit: set[str]) -> None:
+    """The modality's Trainer settings, DDP's unused-parameter search under checkpointing, the strategy's rate.
+
+    Several processes and activation checkpointing: transformers turns DDP's `find_unused_parameters` off (the
+    reentrant kind breaks with it), so a trainable parameter that some step does not use (wav2vec2's
+    `masked_spec_embed` without SpecAugment, a layer LayerDrop skipped) stops the run. transformers 5 checkpoints
+    non-reentrantly unless asked otherwise, which works with it on. An explicit `--ddp_find_unused_parameters` wins.
+    """
+    for key, value in modality.training_overrides.items():
+        setattr(training, key, value)
+    kwargs = {
+        k: v for k, v in (training.activation_checkpointing_kwargs or {}).items() if k not in ("every_n_layers", "offload")
+    }
+    reentrant = bool(kwargs) and kwargs.get("use_reentrant", True)  # torch's default when kwargs are given
+    if training.world_size > 1 and training.activation_checkpointing and training.ddp_find_unused_parameters is None:
+        training.ddp_find_unused_parameters = True if not reentrant else None
+    rate = get_strategy(strategy_name).default_learning_rate
+    if "learning_rate" not in explicit and rate is not None:
+        training.learning_rate = rate
+        logger.info("No --learning_rate given: using %g for strategy '%s'.", rate, strategy_name)
+
+
+def _layer_count(modality, model_args: ModelArguments, feature_layer: int | None) -> int:
+    """The model's encoder layers (after --feature_layer), read from its config without loading weights."""
+    path = model_args.config_name or model_args.model_name_or_path or modality.default_model()
+    config = AutoConfig.from_pretrained(
+        path,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    count = encoder_layer_count(modality.auto_model_class, config)
+    return min(count, feature_layer) if feature_layer else count
+
+
+def _resolve_inputs(modality, inputs, model_args: ModelArguments, data_args, explicit: set[str]):
+    """The modality's flags: the packaged default model's own values (unless set), then the modality's defaults."""
+    if model_args.model_name_or_path is None:
+        flags = {k: v for k, v in modality.default_model_flags.items() if k not in explicit}
+        inputs = dataclasses.replace(inputs, **flags) if flags else inputs
+    return modality.resolve_arguments(inputs, data_args)
+
+
+def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[str] | None = None) -> RunConfig:
+    """Parse the flags (see `parse_args`) and resolve every default (see the module docstring).
+
+    Raises:
+        InputError: bad flags or config file (before any data or model is read).
+    """
+    _cpu_processes_without_accelerator()
+    parsed, explicit = parse_args(argument_types(modality), defaults, args)
+    model, data, inputs, strategy, adaptation, run, *method_args, training = parsed
+    fine_tuning_rate = training.learning_rate
+    _resolve_training(training, modality, strategy.strategy, explicit)
+    push, training.push_to_hub = training.push_to_hub, False
+    token = hub.take_token(training)
+    strategy = get_strategy(strategy.strategy).resolve(
+        strategy,
+        Defaults(fine_tuning_rate, "learning_rate" in explicit, lambda: _layer_count(modality, model, strategy.feature_layer)),
+    )
+    if adaptation.adaptation != "none" and strategy.strategy == "feature_extraction" and not strategy.cache_features:
+        raise InputError(
+            "--strategy feature_extraction with --adaptation trains a bottleneck on cached features: drop "
+            "--cache_features false, or choose a strategy that trains the backbone (full, freeze, two_stage, lora)."
+        )
+    by_class = {type(a): a for a in method_args}
+    methods = {name: by_class.get(get_method(name).arguments_class) for name in method_names()}
+    inputs = _resolve_inputs(modality, inputs, model, data, explicit)
+    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token)
+
+
+def write_config(config: RunConfig, output_dir: str) -> None:
+    """Write `output_dir/hftl_config.yaml`: every resolved flag (usable as `--config`)."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, CONFIG_FILE), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config.as_dict(), handle, sort_keys=False)

@@ -1,0 +1,58 @@
+"""Step 10 of a run: metrics, per-class reports, confusion matrices and predictions on source and target splits."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from hftl.data.checks import LabelInfo
+from hftl.metrics import flat_per_class, per_class_report, save_confusion_matrix, save_report
+from hftl.training import Trained
+
+# metric prefix -> (the data's split, title of the confusion matrix)
+EVALUATIONS = {"eval": ("validation", "validation split"), "test": ("test", "test split"), "target": ("test", "target domain")}
+
+
+def _write_predictions(path: str, rows: list[int] | None, predictions: np.ndarray, labels: LabelInfo) -> None:
+    rows = rows if rows is not None else list(range(len(predictions)))
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("source_row,prediction\n")  # source_row: 0-based row of the example in its file / split
+        handle.writelines(f"{row},{labels.names[p]}\n" for row, p in zip(rows, predictions, strict=True))
+
+
+def evaluate_split(trainer, dataset, rows, prefix: str, labels: LabelInfo, output_dir: str) -> dict[str, float]:
+    """Predict `dataset`; metrics (prefixed), report, confusion matrix and predictions CSV in `output_dir`."""
+    output = trainer.predict(dataset, metric_key_prefix=prefix)
+    metrics = {**output.metrics, f"{prefix}_samples": len(dataset)}
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    predictions = np.asarray(logits).argmax(-1)
+    if trainer.is_world_process_zero():
+        if output.label_ids is not None:
+            report = per_class_report(predictions, np.asarray(output.label_ids), labels.names)
+            metrics.update(flat_per_class(report, prefix))
+            save_report(report, os.path.join(output_dir, f"{prefix}_report.json"))
+            save_confusion_matrix(report, os.path.join(output_dir, f"{prefix}_confusion_matrix.png"), EVALUATIONS[prefix][1])
+        _write_predictions(os.path.join(output_dir, f"{prefix}_predictions.csv"), rows, predictions, labels)
+    trainer.log_metrics(prefix, metrics)
+    trainer.save_metrics(prefix, metrics)
+    return metrics
+
+
+def evaluate(trained: Trained, data, config) -> dict[str, float]:
+    """Training metrics, then validation (`--do_eval`), test (`--do_predict`) and labelled target test metrics."""
+    training, output_dir = config.training, config.training.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    metrics: dict[str, float] = {}
+    if training.do_train:
+        trained.trainer.log_metrics("train", trained.metrics)
+        trained.trainer.save_metrics("train", trained.metrics)
+        trained.trainer.save_state()  # trainer_state.json: the training log (loss parts included), as run_glue.py
+        metrics.update(trained.metrics)
+    wanted = {"eval": training.do_eval, "test": training.do_predict, "target": training.do_eval or training.do_predict}
+    for prefix, (split, _) in EVALUATIONS.items():
+        dataset = trained.evaluation.get(prefix)
+        if wanted[prefix] and dataset is not None:
+            domain = data.target if prefix == "target" else data.source
+            metrics.update(evaluate_split(trained.trainer, dataset, domain.rows.get(split), prefix, data.labels, output_dir))
+    return metrics

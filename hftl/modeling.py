@@ -1,0 +1,83 @@
+"""Step 4 of a run: the pretrained classifier with a head for the run's classes, and its processor."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import AutoConfig
+
+from hftl.config import RunConfig
+from hftl.data.checks import LabelInfo
+from hftl.errors import InputError
+from hftl.strategies import keep_bottom_layers
+
+logger = logging.getLogger("hftl")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model to adapt.
+
+    Attributes:
+        model: the classifier (`AutoModelFor...Classification`), with `id2label` / `label2id` set.
+        processor: its tokenizer, image processor or feature extractor, configured by the modality's flags.
+        path: the folder or Hub id it was loaded from.
+        new_parameters: names of the parameters the checkpoint did not provide or that were re-initialised.
+    """
+
+    model: nn.Module
+    processor: object
+    path: str
+    new_parameters: list[str]
+
+
+def _from_pretrained(auto_class, config: RunConfig, path: str, labels: LabelInfo):
+    """(model, names of new parameters). Raises: InputError when checkpoint weights do not fit the classes."""
+    model_args = config.model
+    common = dict(
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    model_config = AutoConfig.from_pretrained(
+        model_args.config_name or path,
+        num_labels=len(labels.names),
+        id2label=labels.id2label,
+        label2id=labels.label2id,
+        **common,
+    )
+    try:
+        model, info = auto_class.from_pretrained(
+            path,
+            config=model_config,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            output_loading_info=True,
+            **common,
+        )
+    except RuntimeError as error:
+        if "mismatch" in str(error).lower():
+            raise InputError(
+                f"{path}: checkpoint weights do not fit {len(labels.names)} classes ({error}). "
+                f"Pass --ignore_mismatched_sizes to re-initialise them."
+            ) from None
+        raise
+    mismatched = [key[0] if isinstance(key, tuple) else key for key in info.get("mismatched_keys", [])]
+    new = sorted(set(info.get("missing_keys", [])) | set(mismatched))
+    if new:
+        logger.warning("Newly initialised (trained from scratch): %s", new)
+    return model, new
+
+
+def load_model(modality, config: RunConfig, labels: LabelInfo) -> LoadedModel:
+    """Load the processor and the classifier (`--model_name_or_path`, else the modality's packaged model), keep the
+    encoder layers up to `--feature_layer`, and let the modality adjust both to its inputs."""
+    path = config.model.model_name_or_path or modality.default_model()
+    processor = modality.configure_processor(modality.load_processor(config.model, path), config.inputs)
+    model, new = _from_pretrained(modality.auto_model_class, config, path, labels)
+    if config.strategy.feature_layer is not None:
+        keep_bottom_layers(model, config.strategy.feature_layer)
+    model = modality.prepare_model(model, config.inputs, processor)
+    return LoadedModel(model, processor, path, new)

@@ -1,0 +1,11 @@
+"""hftl's Trainer and its crash-safe checkpoints."""
+
+from hftl.trainer.checkpoints import (
+    CHECKPOINT_MANIFEST,
+    checkpoint_problem,
+    commit_checkpoint,
+    last_complete_checkpoint,
+)
+from hftl.trainer.trainer import HftlTrainer
+
+__all__ = ["CHECKPOINT_MANIFEST", "HftlTrainer", "checkpoint_problem", "commit_checkpoint", "last_complete_checkpoint"]

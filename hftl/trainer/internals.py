@@ -1,0 +1,125 @@
+"""Every place where hftl's Trainer relies on a private part of `transformers.Trainer`, in one module.
+
+transformers has no public hook for these three needs:
+
+- evaluation in dataset order (`_get_eval_sampler`): with `--train_sampling_strategy group_by_length`,
+  transformers 5 also groups *evaluation* batches by length, so `predict()` would return predictions shuffled and
+  `test_predictions.csv` would not match its rows;
+- length-grouped training batches that a resumed run replays exactly (`_get_train_sampler`, `_run_epoch`);
+- checkpoints written atomically (`_get_output_dir`, `_save_checkpoint`; see `hftl.trainer.checkpoints`).
+
+`RELIED_ON` lists the signatures these overrides expect; `tests/test_trainer_internals.py` fails loudly when a
+transformers release changes one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
+
+from hftl.trainer.checkpoints import TRAINER_STATE, commit_checkpoint
+
+# private Trainer method -> the parameter names the overrides below rely on (`_run_epoch` is called with `epoch=`)
+RELIED_ON = {
+    "_get_eval_sampler": ("self", "eval_dataset"),
+    "_get_train_sampler": ("self", "train_dataset"),
+    "_run_epoch": ("self", "model", "epoch"),
+    "_get_output_dir": ("self", "trial"),
+    "_save_checkpoint": ("self", "model", "trial"),
+}
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' `LengthGroupedSampler` with each epoch's shuffle drawn from `seed + epoch`.
+
+    transformers' sampler draws each epoch's permutation from torch's global generator when the epoch starts. A run
+    resumed in the middle of epoch e >= 1 reaches that point with another generator state (the checkpoint's RNG state
+    is restored only after the first batch), so it would skip other batches than the ones already trained on. Seeding
+    each epoch (as accelerate's `SeedableRandomSampler` does for plain shuffling) makes the order a function of
+    (seed, epoch), and resuming exact.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class TrainerInternals:
+    """Mixin for a `transformers.Trainer` subclass: the private overrides described in the module docstring."""
+
+    _staging_dir: str | None = None  # set while `_save_checkpoint` writes
+    _length_sampler: EpochSeededLengthGroupedSampler | None = None
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler = EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+            self._length_sampler = sampler
+        return sampler
+
+    def _run_epoch(self, *args, **kwargs):
+        # Set the epoch directly too: with several processes, the loader that skips a resumed epoch's first batches
+        # wraps the sampler in accelerate's SkipBatchSampler(BatchSamplerShard(...)), which `set_epoch` does not reach.
+        if self._length_sampler is not None and "epoch" in kwargs:
+            self._length_sampler.set_epoch(kwargs["epoch"])
+        return super()._run_epoch(*args, **kwargs)
+
+    def _get_output_dir(self, trial) -> str:
+        # Where `Trainer._save_checkpoint` puts `checkpoint-N`: the staging folder while `_save_checkpoint` runs.
+        return self._staging_dir or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Write `checkpoint-N` into `.checkpoint-N.partial/`, then rename it: a kill leaves no half checkpoint.
+
+        Every process writes its part (the saving process the model, optimizer, scheduler and trainer state, each
+        process its RNG state) into the staging folder. After a barrier, the saving process lists every file with its
+        size in `hftl_checkpoint.json`, flushes all to disk, renames the folder to `checkpoint-N`, and only then
+        rotates old checkpoints (`save_total_limit`), so the newest complete checkpoint is never deleted before the
+        new one is in place. The other processes wait until it has.
+        """
+        run_dir = super()._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = os.path.join(run_dir, f".{name}.partial")
+        staged, final = os.path.join(staging, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # a save of this step that a killed run left
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)  # its rotation sees only the staging folder: deletes nothing
+        finally:
+            self._staging_dir = None
+        if self.state.best_model_checkpoint == staged:  # the new checkpoint is the best so far
+            self.state.best_model_checkpoint = final
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE))
+        self.accelerator.wait_for_everyone()  # every process has written its files
+        if self.args.should_save:
+            commit_checkpoint(staged, final, self.state.global_step)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()

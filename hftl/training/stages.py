@@ -1,0 +1,82 @@
+"""Step 9 of a run: train the strategy's stages in order; the last one is adapted to the target domain, if any."""
+
+from __future__ import annotations
+
+import logging
+
+from hftl.adaptation.build import build_task
+from hftl.features import cache_is_exact, head_modules, wrapped_name
+from hftl.output import resume_checkpoint
+from hftl.strategies import Stage
+from hftl.training.cached_head import train_cached_head
+from hftl.training.result import Trained
+from hftl.training.trainers import classifier_trainer, stage_arguments, task_trainer
+
+logger = logging.getLogger("hftl")
+
+
+def _train_model(model, stage: Stage, layer, config, inputs, data, shift, processor) -> Trained:
+    """Train the whole model (its trainable parameters) for one stage; in the final stage of an adapting run, as a
+    training task on source examples paired with target examples."""
+    num_labels, training = len(data.labels.names), config.training
+    args = stage_arguments(training, stage)
+    source = inputs.source.training
+    if stage.final and shift is not None and config.adaptation.adapts and training.do_train:
+        task = build_task(model, wrapped_name(model, layer.name), layer.size, num_labels, config, shift)
+        target_train = inputs.target.training["train"]
+        trainer = task_trainer(task, args, source["train"], target_train, source.get("validation"), inputs.collator, num_labels, processor)
+    else:
+        train = source.get("train") if training.do_train else None
+        trainer = classifier_trainer(model, args, train, source.get("validation"), inputs.collator, processor, num_labels)
+    metrics = {}
+    if training.do_train:
+        metrics = dict(trainer.train(resume_from_checkpoint=resume_checkpoint(config) if stage.final else None).metrics)
+    target = inputs.target
+    return Trained(
+        trainer,
+        {
+            "eval": source.get("validation"),
+            "test": source.get("test"),
+            "target": target.plain.get("test") if target is not None and data.target.labelled_test else None,
+        },
+        metrics,
+        report_model=model,
+        report_layer=model.get_submodule(wrapped_name(model, layer.name)),
+        report_data={"train": inputs.source.plain["train"], "target_train": target.plain["train"] if target else None},
+        report_collator=inputs.collator,
+    )
+
+
+def train_stages(model, parts, strategy, layer, config, inputs, data, shift, processor) -> Trained:
+    """Run `strategy.stages(...)` in order and return the last stage's outcome.
+
+    A head-only stage trains on cached head inputs when `--cache_features` is on and nothing outside the head
+    trains; otherwise the backbone runs at every step.
+
+    Args:
+        layer: the feature layer of the plain model (`FeatureLayer`: name and input width).
+        shift: the `DomainShift` measured before training, or None.
+    """
+    earlier: dict[str, float] = {}
+    trained = None
+    for stage in strategy.stages(config.strategy, config.training):
+        if stage.prepare is not None:
+            stage.prepare(model, parts)
+        head = head_modules(model, len(data.labels.names))
+        cached = stage.head_only and config.strategy.cache_features and cache_is_exact(model, [n for n, _ in head])
+        if stage.head_only and config.strategy.cache_features and not cached:
+            trainable = sorted({n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad})
+            logger.warning(
+                "Features not cached: parameters outside the head %s train too (%s); the backbone runs at every "
+                "step.",
+                [n for n, _ in head],
+                trainable[:8],
+            )
+        if cached:
+            trained = train_cached_head(model, head, stage, config, inputs, data, shift, processor)
+        else:
+            trained = _train_model(model, stage, layer, config, inputs, data, shift, processor)
+        if not stage.final:
+            earlier.update({f"{stage.name}_{k}": v for k, v in trained.metrics.items()})
+    trained.metrics.update(earlier)
+    return trained

@@ -1,0 +1,64 @@
+"""The Trainers a stage runs: a classifier on its own, or a training task on source examples paired with target
+examples."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from transformers import TrainingArguments
+
+from hftl.adaptation.pairing import AdaptationCallback, DomainPairCollator, PairedDomainDataset
+from hftl.metrics import metrics_function
+from hftl.strategies import Stage
+from hftl.trainer import HftlTrainer
+
+logger = logging.getLogger("hftl")
+
+
+def stage_arguments(training: TrainingArguments, stage: Stage, **overrides) -> TrainingArguments:
+    """The `TrainingArguments` of `stage`: its epochs, rate and folder; an earlier stage saves no checkpoints."""
+    values = dict(
+        output_dir=stage.output_dir, num_train_epochs=stage.num_train_epochs, learning_rate=stage.learning_rate
+    )
+    if not stage.final:
+        values.update(save_strategy="no", load_best_model_at_end=False, push_to_hub=False)
+    values.update(overrides)
+    if all(getattr(training, key) == value for key, value in values.items()):
+        return training
+    return dataclasses.replace(training, **values)
+
+
+def classifier_trainer(model, args, train, evaluation, collator, processor, num_labels: int) -> HftlTrainer:
+    """A Trainer of `model` on `train` (None when not training), evaluated on `evaluation`."""
+    return HftlTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        compute_metrics=metrics_function(num_labels),
+    )
+
+
+def task_trainer(task, args, source, target, evaluation, collator, num_labels: int, processor=None) -> HftlTrainer:
+    """A Trainer of a training task (`AdaptationTask`) on source examples paired with target examples.
+
+    Batches are sampled at random (pairing does not group by length); the datasets hold model inputs only, so no
+    column is removed by name.
+    """
+    if args.train_sampling_strategy == "group_by_length":
+        logger.info("Adaptation pairs source and target batches: training batches are sampled at random.")
+    args = dataclasses.replace(args, train_sampling_strategy="random", remove_unused_columns=False)
+    paired = PairedDomainDataset(source, target, seed=args.seed)
+    return HftlTrainer(
+        model=task,
+        args=args,
+        train_dataset=paired,
+        eval_dataset=evaluation,
+        data_collator=DomainPairCollator(collator),
+        processing_class=processor,
+        callbacks=[AdaptationCallback(task, paired)],
+        compute_metrics=metrics_function(num_labels),
+    )
