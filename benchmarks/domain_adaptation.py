@@ -33,14 +33,15 @@ import subprocess
 import sys
 import time
 
+from hftl.adaptation.methods import method_names  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("none", "dann", "mmd", "iwdann", "iwmmd")
+# every registered method, plain and importance-weighted ("iw" + name: --importance_weighting)
+METHODS = ("none", *method_names(), *(f"iw{name}" for name in method_names()))
 METHOD_NAMES = {
     "none": "source only",
-    "dann": "DANN",
-    "mmd": "MMD",
-    "iwdann": "IWDAN (label-shift corrected)",
-    "iwmmd": "IW-MMD (label-shift corrected)",
+    **{name: name.upper() for name in method_names()},
+    **{f"iw{name}": f"IW-{name.upper()} (label-shift corrected)" for name in method_names()},
     "oracle": "oracle (trained on labelled target)",
 }
 
@@ -74,7 +75,8 @@ def run(pair: dict, method: str, seed: int, output_dir: str, cache_dir: str, ext
         command += ["--dataset_name", pair["target"], "--target_dataset_name", pair["target"]]
     else:
         command += ["--dataset_name", pair["source"], "--target_dataset_name", pair["target"]]
-        command += ["--adaptation", method]
+        weighted = method.startswith("iw") and method[2:] in method_names()
+        command += ["--adaptation", method[2:] if weighted else method] + (["--importance_weighting"] if weighted else [])
     command += [*pair["flags"], *COMMON, "--seed", str(seed), "--output_dir", output_dir]
     command += ["--feature_cache_dir", cache_dir, *extra]
     start = time.perf_counter()

@@ -27,7 +27,7 @@ from hftl.assets import packaged_speech_model
 from hftl.data import load_builtin
 from hftl.modalities import AudioModality, ImageModality
 from hftl.modalities.audio import decode, resample
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 COMMON = [
     "--do_eval",

@@ -36,7 +36,7 @@ from transformers import (
 from hftl.assets import hub_id_of, packaged_text_model
 from hftl.data import load_builtin
 from hftl.modalities import TextModality
-from hftl.training import run_classification
+from hftl.pipeline import run_classification
 
 
 def plain_trainer(model_path, train, args, output_dir) -> float:
