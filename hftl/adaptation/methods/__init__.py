@@ -11,5 +11,6 @@ from hftl.adaptation.methods.base import (
     register_method,
 )
 from hftl.adaptation.methods import dann, mmd  # noqa: E402,F401  (registration)
+from hftl.adaptation.methods import coral  # noqa: E402,F401
 
 __all__ = ["AlignmentLoss", "DomainOutputs", "get_method", "method_names", "register_method"]
