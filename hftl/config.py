@@ -64,7 +64,7 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         """Every flag and its value, as a flat mapping that `--config` accepts back (secrets left out)."""
         parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run)
-        values = resolved_config(*parts, *self.methods.values(), self.training)
+        values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
         return values
 

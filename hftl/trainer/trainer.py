@@ -65,7 +65,7 @@ class HftlTrainer(TrainerInternals, Trainer):
         means = {}
         for key in sorted(self._part_sums):
             local = torch.as_tensor(self._part_sums[key] / self._part_count).to(self.accelerator.device)
-            means[key] = round(self.accelerator.reduce(local, reduction="mean").item(), 6)
+            means[key] = self.accelerator.reduce(local, reduction="mean").item()
         self._part_sums, self._part_count = {}, 0
         return means
 
