@@ -98,6 +98,10 @@ def cache_is_exact(model: nn.Module, head_names) -> bool:
     )
 
 
+def _concat(batches: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+
+
 @torch.inference_mode()
 def _extract_shard(model, dataset: Dataset, collator, batch_size: int, layer: nn.Module, device) -> torch.Tensor:
     # its own generator: iterating a DataLoader draws a seed from the global RNG, and extraction must leave the
@@ -126,8 +130,8 @@ def extract_features(
     """Inputs of `layer` for every example of `dataset`, in the dataset's order, the model in eval mode.
 
     Examples are batched by length (`lengths`, or the length of `input_ids`) so that batches carry little padding.
-    With several processes, each extracts an interleaved share of the examples (each example once) and the shares
-    are gathered in order, so every process returns the same (N, F) features.
+    With several processes, the batches are dealt out in turn (each example once, each batch the one a single process
+    would run) and the shares are gathered in order, so every process returns the same (N, F) features.
 
     Args:
         model: the classifier; it runs in eval mode on the process's device.
@@ -148,7 +152,10 @@ def extract_features(
     if lengths is None and "input_ids" in dataset.column_names:
         lengths = [len(ids) for ids in dataset["input_ids"]]
     order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(len(dataset))
-    shares = [order[rank :: state.num_processes] for rank in range(state.num_processes)]
+    # whole batches of the length-sorted order, dealt out in turn: every batch is the one a single process would run,
+    # so the features do not depend on the number of processes (padding and cropping follow the batch)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    shares = [_concat(batches[rank :: state.num_processes]) for rank in range(state.num_processes)]
     was_training = model.training
     model.to(state.device).eval()
     try:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import make_texts, recipe_args, recipe_defaults, write_csv
+from helpers import make_texts, recipe_args, recipe_defaults, write_csv
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

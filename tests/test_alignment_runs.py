@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from conftest import recipe_args, recipe_defaults
+from helpers import recipe_args, recipe_defaults
 from safetensors.torch import load_file
 
 from hftl.modalities import AudioModality, ImageModality, TextModality

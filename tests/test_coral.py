@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import recipe_args, recipe_defaults
+from helpers import recipe_args, recipe_defaults
 
 from hftl.adaptation.methods import DomainOutputs, get_method
 from hftl.adaptation.methods.coral import coral_loss, covariance

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import make_texts, write_csv
+from helpers import make_texts, write_csv
 
 from hftl.data import check_and_encode, load_raw_data
 from hftl.errors import InputError

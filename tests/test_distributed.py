@@ -23,7 +23,7 @@ import pytest
 import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-from conftest import ROOT, make_image, make_texts, make_tone, recipe_defaults, run_python, write_csv
+from helpers import ROOT, make_image, make_texts, make_tone, recipe_defaults, run_python, write_csv
 from safetensors.torch import load_file
 
 from hftl.modalities import AudioModality, ImageModality, TextModality

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, recipe_args, recipe_defaults
+from helpers import ROOT, recipe_args, recipe_defaults
 from stand_in_hub import StandInHub
 
 TOKEN = "hf_standInSecret0123456789abcdefXYZ"

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import make_image, recipe_args, recipe_defaults, run_python
+from helpers import make_image, recipe_args, recipe_defaults, run_python
 from datasets import load_dataset
 from PIL import Image
 from torch.nn import functional as F

@@ -4,7 +4,7 @@ the packaged all-MiniLM-L6-v2 frozen, a bottleneck trained on its cached feature
 import json
 
 import pytest
-from conftest import recipe_defaults
+from helpers import recipe_defaults
 
 from hftl.data import load_builtin
 from hftl.modalities import TextModality

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import recipe_defaults
+from helpers import recipe_defaults
 from transformers import AutoModelForImageClassification, pipeline
 
 from hftl.assets import efficientnet_lite0_state_dict, packaged_image_model

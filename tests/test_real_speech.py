@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from conftest import recipe_defaults
+from helpers import recipe_defaults
 
 from hftl.assets import packaged_speech_model
 from hftl.data import load_builtin

@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from conftest import ROOT, recipe_defaults, run_python
+from helpers import ROOT, recipe_defaults, run_python
 from transformers import pipeline
 
 from hftl.data import load_builtin

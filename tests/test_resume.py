@@ -20,7 +20,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, make_texts, recipe_args, run_python, write_csv
+from helpers import ROOT, make_texts, recipe_args, run_python, write_csv
 from safetensors.torch import load_file
 from transformers import TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint

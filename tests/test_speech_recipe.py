@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import make_tone, recipe_args, recipe_defaults, run_python
+from helpers import make_tone, recipe_args, recipe_defaults, run_python
 from transformers import AutoFeatureExtractor, WhisperFeatureExtractor, WhisperForAudioClassification, pipeline
 
 from hftl.modalities import AudioModality

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 import yaml
-from conftest import ROOT, recipe_args, recipe_defaults, run_python
+from helpers import ROOT, recipe_args, recipe_defaults, run_python
 from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
