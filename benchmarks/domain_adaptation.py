@@ -76,7 +76,9 @@ def run(pair: dict, method: str, seed: int, output_dir: str, cache_dir: str, ext
     else:
         command += ["--dataset_name", pair["source"], "--target_dataset_name", pair["target"]]
         weighted = method.startswith("iw") and method[2:] in method_names()
-        command += ["--adaptation", method[2:] if weighted else method] + (["--importance_weighting"] if weighted else [])
+        command += ["--adaptation", method[2:] if weighted else method] + (
+            ["--importance_weighting"] if weighted else []
+        )
     command += [*pair["flags"], *COMMON, "--seed", str(seed), "--output_dir", output_dir]
     command += ["--feature_cache_dir", cache_dir, *extra]
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from hftl.adaptation.methods import method_names
 from hftl.errors import InputError
 from hftl.strategies import strategy_names
 
-# the label-shift-corrected forms of earlier releases: `--adaptation iwdann` = `--adaptation dann --importance_weighting`
+# label-shift-corrected forms of earlier releases: `--adaptation iwdann` = `--adaptation dann --importance_weighting`
 IMPORTANCE_WEIGHTED_ALIASES = {"iwdann": "dann", "iwmmd": "mmd"}
 
 
@@ -209,7 +209,7 @@ class StrategyArguments:
             "choices": strategy_names(),
             "help": "full: fine-tune everything. feature_extraction: frozen backbone, train the head on cached "
             "features. freeze: freeze embeddings + first --num_frozen_layers layers. two_stage: head first, then "
-            "the top --unfreeze_top_k layers at --stage2_learning_rate. lora: peft LoRA adapters + new modules."
+            "the top --unfreeze_top_k layers at --stage2_learning_rate. lora: peft LoRA adapters + new modules.",
         },
     )
     num_frozen_layers: int | None = field(

@@ -100,6 +100,8 @@ def argument_types(modality) -> tuple[type, ...]:
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
+
+
 def _load_config_file(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise InputError(f"--config {path}: no such file.")
@@ -175,7 +177,6 @@ def resolved_config(*arguments: Any) -> dict[str, Any]:
     return config
 
 
-
 def _cpu_processes_without_accelerator() -> None:
     """Under `torchrun --nproc_per_node N` (or accelerate's multi-GPU launcher) on a machine without a GPU, train as
     one job of N CPU processes (gloo).
@@ -203,7 +204,9 @@ def _resolve_training(training: TrainingArguments, modality, strategy_name: str,
     for key, value in modality.training_overrides.items():
         setattr(training, key, value)
     kwargs = {
-        k: v for k, v in (training.activation_checkpointing_kwargs or {}).items() if k not in ("every_n_layers", "offload")
+        k: v
+        for k, v in (training.activation_checkpointing_kwargs or {}).items()
+        if k not in ("every_n_layers", "offload")
     }
     reentrant = bool(kwargs) and kwargs.get("use_reentrant", True)  # torch's default when kwargs are given
     if training.world_size > 1 and training.activation_checkpointing and training.ddp_find_unused_parameters is None:
@@ -251,7 +254,9 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     token = hub.take_token(training)
     strategy = get_strategy(strategy.strategy).resolve(
         strategy,
-        Defaults(fine_tuning_rate, "learning_rate" in explicit, lambda: _layer_count(modality, model, strategy.feature_layer)),
+        Defaults(
+            fine_tuning_rate, "learning_rate" in explicit, lambda: _layer_count(modality, model, strategy.feature_layer)
+        ),
     )
     if adaptation.adaptation != "none" and strategy.strategy == "feature_extraction" and not strategy.cache_features:
         raise InputError(

@@ -11,7 +11,11 @@ from hftl.metrics import flat_per_class, per_class_report, save_confusion_matrix
 from hftl.training import Trained
 
 # metric prefix -> (the data's split, title of the confusion matrix)
-EVALUATIONS = {"eval": ("validation", "validation split"), "test": ("test", "test split"), "target": ("test", "target domain")}
+EVALUATIONS = {
+    "eval": ("validation", "validation split"),
+    "test": ("test", "test split"),
+    "target": ("test", "target domain"),
+}
 
 
 def _write_predictions(path: str, rows: list[int] | None, predictions: np.ndarray, labels: LabelInfo) -> None:
@@ -32,7 +36,9 @@ def evaluate_split(trainer, dataset, rows, prefix: str, labels: LabelInfo, outpu
             report = per_class_report(predictions, np.asarray(output.label_ids), labels.names)
             metrics.update(flat_per_class(report, prefix))
             save_report(report, os.path.join(output_dir, f"{prefix}_report.json"))
-            save_confusion_matrix(report, os.path.join(output_dir, f"{prefix}_confusion_matrix.png"), EVALUATIONS[prefix][1])
+            save_confusion_matrix(
+                report, os.path.join(output_dir, f"{prefix}_confusion_matrix.png"), EVALUATIONS[prefix][1]
+            )
         _write_predictions(os.path.join(output_dir, f"{prefix}_predictions.csv"), rows, predictions, labels)
     trainer.log_metrics(prefix, metrics)
     trainer.save_metrics(prefix, metrics)
@@ -54,5 +60,7 @@ def evaluate(trained: Trained, data, config) -> dict[str, float]:
         dataset = trained.evaluation.get(prefix)
         if wanted[prefix] and dataset is not None:
             domain = data.target if prefix == "target" else data.source
-            metrics.update(evaluate_split(trained.trainer, dataset, domain.rows.get(split), prefix, data.labels, output_dir))
+            metrics.update(
+                evaluate_split(trained.trainer, dataset, domain.rows.get(split), prefix, data.labels, output_dir)
+            )
     return metrics

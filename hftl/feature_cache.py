@@ -77,7 +77,11 @@ def extract_or_load(model: nn.Module, layer: nn.Module, dataset: Dataset, length
     if cache_dir is None:
         return compute()
     key = {
-        "model": [type(model).__name__, module_digest(model.get_submodule(backbone_name(model))), model.config.to_json_string()],
+        "model": [
+            type(model).__name__,
+            module_digest(model.get_submodule(backbone_name(model))),
+            model.config.to_json_string(),
+        ],
         "layer": next(name for name, module in model.named_modules() if module is layer),
         "data": [len(dataset), dataset_digest(dataset)],
         "inputs": [dataclasses.asdict(config.inputs), repr(processor), collator.__class__.__name__],

@@ -120,7 +120,9 @@ def model_card(
     `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
     """
     base_model = hub_id_of(model_path)
-    data = _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, data_description)
+    data = _card_data(
+        model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, data_description
+    )
     counts = labels.counts.get("train", [0] * len(labels.names))
     label_rows = "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())

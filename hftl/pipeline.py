@@ -85,9 +85,13 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     modality.after_strategy(model, config.inputs)
     counts = log_parameter_counts(model, f"Strategy '{strategy.name}'")
     start_output_dir(config)
-    trained = train_stages(model, parts, strategy, FeatureLayer(name, layer.in_features), config, inputs, data, shift, loaded.processor)
+    trained = train_stages(
+        model, parts, strategy, FeatureLayer(name, layer.in_features), config, inputs, data, shift, loaded.processor
+    )
     if config.training.do_train:
-        trained.metrics.update(train_samples=len(data.source.splits["train"]), trainable_parameters=counts[0], total_parameters=counts[1])
+        trained.metrics.update(
+            train_samples=len(data.source.splits["train"]), trainable_parameters=counts[0], total_parameters=counts[1]
+        )
     metrics = evaluate(trained, data, config)
     metrics.update(domain_reports(shift, trained, data, config, name))
     adaptation_text = card_text(config, shift, data.target.description) if data.target else ""

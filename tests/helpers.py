@@ -14,12 +14,14 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 IMAGE_MODES = ("RGB", "L", "RGBA", "P", "I;16")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
 def recipe_defaults(name: str) -> dict:
     """The DEFAULTS of `recipes/<name>.py`, so that tests run each recipe as its command line does."""
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.DEFAULTS
+
 
 def run_python(args: list[str], cwd=None, timeout: int = 900):
     """Run `python ARGS` in a fresh process (offline), assert it succeeded, return the completed process."""
@@ -37,12 +39,14 @@ def run_python(args: list[str], cwd=None, timeout: int = 900):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done
 
+
 def recipe_args(model_dir: str, data: dict[str, str], output_dir, *flags: str) -> list[str]:
     """Command-line flags of a recipe run: the model, the data (flag name -> value), the output folder, more flags."""
     args = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]
     for key, value in data.items():
         args += [f"--{key}", value]
     return args + list(flags)
+
 
 def make_texts(n: int, seed: int = 0) -> list[dict]:
     """`n` rows {text, label}: the label decides which sentiment words a text holds."""
@@ -55,6 +59,7 @@ def make_texts(n: int, seed: int = 0) -> list[dict]:
         rows.append({"text": " ".join(words), "label": label})
     return rows
 
+
 def write_csv(path, rows: list[dict]) -> str:
     import csv
 
@@ -63,6 +68,7 @@ def write_csv(path, rows: list[dict]) -> str:
         writer.writeheader()
         writer.writerows(rows)
     return str(path)
+
 
 def make_image(label: str, index: int, mode: str = "RGB", size=(20, 16)):
     """A synthetic image whose class is visible: 'stripes' has horizontal bars, 'dots' a grid of bright points."""
@@ -90,6 +96,7 @@ def make_image(label: str, index: int, mode: str = "RGB", size=(20, 16)):
     if mode == "P":
         return rgb.convert("P", palette=Image.ADAPTIVE, colors=16)
     return rgb
+
 
 def make_tone(label: str, index: int, rate: int = 16_000, seconds: float = 1.0, stereo: bool = False):
     """A noisy tone whose pitch gives the class: 'low' around 220 Hz, 'high' around 880 Hz."""

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hftl.errors import InputError
-from hftl.modalities import AudioModality, ImageModality, TextModality
+from hftl.modalities import TextModality
 from hftl.pipeline import run_classification
 
 FAST = (

@@ -36,7 +36,9 @@ def _run(request, tmp_path, modality: str, *flags: str):
     cls, model_fixture, data_fixture, recipe = MODALITIES[modality]
     data = request.getfixturevalue(data_fixture)
     output_dir = tmp_path / "run"
-    extra = ["--ignore_mismatched_sizes"] if modality == "image" else ["--max_length_seconds", "2"] * (modality == "speech")
+    extra = (
+        ["--ignore_mismatched_sizes"] if modality == "image" else ["--max_length_seconds", "2"] * (modality == "speech")
+    )
     args = recipe_args(request.getfixturevalue(model_fixture), {**data, **_target(modality, data)}, output_dir, *FAST)
     metrics = run_classification(cls(), recipe_defaults(recipe), args + extra + list(flags))
     return output_dir, metrics

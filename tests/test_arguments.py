@@ -90,6 +90,8 @@ def test_resolved_defaults_are_recorded_not_left_unset(tiny_bert_dir):
         ["--model_name_or_path", tiny_bert_dir, "--strategy", "freeze", "--output_dir", "x"],
     )
     assert config.strategy.num_frozen_layers == 2 and config.as_dict()["num_frozen_layers"] == 2
-    alias = resolve_config(TextModality(), {}, ["--adaptation", "iwdann", "--target_train_file", "t.csv", "--output_dir", "x"])
+    alias = resolve_config(
+        TextModality(), {}, ["--adaptation", "iwdann", "--target_train_file", "t.csv", "--output_dir", "x"]
+    )
     assert (alias.adaptation.adaptation, alias.adaptation.importance_weighting) == ("dann", True)
     assert alias.method.discriminator_hidden_size == 1024

@@ -46,7 +46,9 @@ def test_coral_gradient_reaches_both_domains_under_autocast():
 
 def test_coral_through_the_text_recipe(tiny_bert_dir, text_files, tmp_path):
     target = {"target_train_file": text_files["validation_file"], "target_test_file": text_files["test_file"]}
-    args = recipe_args(tiny_bert_dir, {**text_files, **target}, tmp_path, "--adaptation", "coral", "--logging_steps", "1")
+    args = recipe_args(
+        tiny_bert_dir, {**text_files, **target}, tmp_path, "--adaptation", "coral", "--logging_steps", "1"
+    )
     args += ["--num_train_epochs", "1", "--report_to", "none", "--disable_tqdm", "true"]
     metrics = run_classification(TextModality(), recipe_defaults("text_classification"), args)
     history = json.load(open(tmp_path / "trainer_state.json"))["log_history"]

@@ -50,7 +50,9 @@ def _paired_trainer(tmp_path, recorded: list[float]):
     head = CachedFeatureHead([torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)])
     alignment = get_method("mmd").from_arguments(3, 2, 10.0, get_method("mmd").arguments_class())
     task = AdaptationTask(head, "head.1", alignment, 1.0)
-    task.register_forward_hook(lambda _m, _i, out: recorded.append(out["align_loss"].item()) if "align_loss" in out else None)
+    task.register_forward_hook(
+        lambda _m, _i, out: recorded.append(out["align_loss"].item()) if "align_loss" in out else None
+    )
     source = Dataset.from_dict({"features": torch.randn(16, 4).numpy(), "labels": [0, 1] * 8}).with_format("torch")
     target = Dataset.from_dict({"features": (torch.randn(16, 4) + 1).numpy()}).with_format("torch")
     args = TrainingArguments(
@@ -94,5 +96,7 @@ def test_import_hftl_registers_its_models(tiny_efficientnet_lite_dir):
         f"classifier = pipeline('image-classification', model={tiny_efficientnet_lite_dir!r})\n"
         "print(len(classifier(Image.new('RGB', (32, 32)))))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 0, done.stderr[-2000:]

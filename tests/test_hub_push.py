@@ -282,8 +282,8 @@ def test_unsafe_loads_are_found():
 
 
 def test_security_defaults():
-    from hftl.modalities import AudioModality, ImageModality, TextModality
     from hftl.config import argument_types, parse_args
+    from hftl.modalities import AudioModality, ImageModality, TextModality
 
     # trust_remote_code is off unless asked, in every recipe
     for modality, recipe in ((TextModality(), "text"), (ImageModality(), "image"), (AudioModality(), "speech")):

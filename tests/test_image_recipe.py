@@ -7,16 +7,16 @@ import os
 
 import pytest
 import torch
-from helpers import make_image, recipe_args, recipe_defaults, run_python
 from datasets import load_dataset
+from helpers import make_image, recipe_args, recipe_defaults, run_python
 from PIL import Image
 from torch.nn import functional as F
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor, pipeline
 
 from hftl.modalities import ImageModality
 from hftl.modalities.image import processor_size, to_rgb
-from hftl.recipes import main
 from hftl.pipeline import run_classification
+from hftl.recipes import main
 
 DEFAULTS = recipe_defaults("image_classification")
 FAST = (

@@ -8,9 +8,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from hftl.arguments import StrategyArguments
 from hftl.features import cache_is_exact, extract_features, feature_layer
-from hftl.training.cached_head import CachedFeatureHead
 from hftl.metrics import per_class_report, save_confusion_matrix, summary_metrics
 from hftl.strategies import get_strategy, model_parts
+from hftl.training.cached_head import CachedFeatureHead
 
 
 def test_summary_metrics_by_hand():

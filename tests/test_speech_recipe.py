@@ -13,8 +13,8 @@ from transformers import AutoFeatureExtractor, WhisperFeatureExtractor, WhisperF
 from hftl.modalities import AudioModality
 from hftl.modalities.audio import decode, resample
 from hftl.models import CroppedWhisperForAudioClassification
-from hftl.recipes import main
 from hftl.pipeline import run_classification
+from hftl.recipes import main
 
 DEFAULTS = recipe_defaults("speech_classification")
 FAST = (

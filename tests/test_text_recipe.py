@@ -12,8 +12,8 @@ from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from hftl.modalities import TextModality
-from hftl.recipes import main
 from hftl.pipeline import run_classification
+from hftl.recipes import main
 
 DEFAULTS = recipe_defaults("text_classification")
 FAST = (

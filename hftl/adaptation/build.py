@@ -27,7 +27,9 @@ def build_task(classifier, feature_layer: str, feature_size: int, num_labels: in
         alignment = method.from_arguments(feature_size, num_labels, adaptation.grl_gamma, config.method)
         size = sum(p.numel() for p in alignment.parameters())
         if size:
-            logger.info("%s: %s trainable parameters (training only; not saved with the model).", method.name, f"{size:,}")
+            logger.info(
+                "%s: %s trainable parameters (training only; not saved with the model).", method.name, f"{size:,}"
+            )
     weights = None
     if adaptation.importance_weighting:
         weights = torch.tensor(shift.label_shift.weights, dtype=torch.float32)

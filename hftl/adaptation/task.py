@@ -108,7 +108,6 @@ class AdaptationTask(nn.Module):
         return output
 
 
-
 def loss_parts(output) -> dict[str, torch.Tensor]:
     """The scalar parts of a task's output to log beside `loss` (`cls_loss`, `align_loss`, `grl_lambda` ...)."""
     if not isinstance(output, dict):

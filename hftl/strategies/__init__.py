@@ -2,6 +2,7 @@
 
 Importing a strategy's module registers it; the lines below are the registration of every strategy hftl ships.
 """
+# ruff: noqa: E402, F401, I001
 
 from hftl.strategies.base import Defaults, Stage, Strategy, get_strategy, register_strategy, strategy_names
 from hftl.strategies.parts import (
@@ -12,7 +13,6 @@ from hftl.strategies.parts import (
     log_parameter_counts,
     model_parts,
 )
-from hftl.strategies import full, feature_extraction, freeze, two_stage, lora  # noqa: E402,F401,I001 (registration)
 
 __all__ = [
     "Defaults",
@@ -28,3 +28,9 @@ __all__ = [
     "register_strategy",
     "strategy_names",
 ]
+
+from hftl.strategies import full
+from hftl.strategies import feature_extraction
+from hftl.strategies import freeze
+from hftl.strategies import two_stage
+from hftl.strategies import lora

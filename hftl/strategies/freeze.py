@@ -39,6 +39,8 @@ class Freeze(Strategy):
         return dataclasses.replace(args, num_frozen_layers=defaults.layer_count() // 2)
 
     def apply(self, model, parts, args, task_type):
-        logger.info("Freezing the embeddings and the first %d of %d encoder layers.", args.num_frozen_layers, len(parts.layers))
+        logger.info(
+            "Freezing the embeddings and the first %d of %d encoder layers.", args.num_frozen_layers, len(parts.layers)
+        )
         freeze_bottom(model, parts, args.num_frozen_layers)
         return model

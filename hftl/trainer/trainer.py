@@ -88,7 +88,13 @@ class HftlTrainer(TrainerInternals, Trainer):
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
         key = f"{metric_key_prefix}_loss"
         labels = output.label_ids
-        if key in output.metrics and logits is not None and labels is not None and logits.ndim == 2 and labels.ndim == 1:
+        if (
+            key in output.metrics
+            and logits is not None
+            and labels is not None
+            and logits.ndim == 2
+            and labels.ndim == 1
+        ):
             labels = torch.as_tensor(labels).long()
             output.metrics[key] = F.cross_entropy(torch.as_tensor(logits).float(), labels).item()
         return output

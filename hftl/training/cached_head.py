@@ -137,9 +137,13 @@ def train_cached_head(model, head, stage, config, inputs, data, shift, processor
         head_model, folds = _adapting_head(modules, num_labels, config)
         last = head_model.head[-1]
         task = build_task(head_model, f"head.{len(head_model.head) - 1}", last.in_features, num_labels, config, shift)
-        trainer = task_trainer(task, args, cached["train"], cached["target_train"], cached.get("validation"), None, num_labels)
+        trainer = task_trainer(
+            task, args, cached["train"], cached["target_train"], cached.get("validation"), None, num_labels
+        )
     else:
-        trainer = classifier_trainer(CachedFeatureHead(modules), args, cached.get("train"), cached.get("validation"), None, None, num_labels)
+        trainer = classifier_trainer(
+            CachedFeatureHead(modules), args, cached.get("train"), cached.get("validation"), None, None, num_labels
+        )
     metrics = dict(trainer.train().metrics) if config.training.do_train else {}
     if folds is not None:  # the saved model is the plain classifier: bottleneck and top folded into its layer
         fold_bottleneck(*folds)

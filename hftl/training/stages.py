@@ -24,10 +24,14 @@ def _train_model(model, stage: Stage, layer, config, inputs, data, shift, proces
     if stage.final and shift is not None and config.adaptation.adapts and training.do_train:
         task = build_task(model, wrapped_name(model, layer.name), layer.size, num_labels, config, shift)
         target_train = inputs.target.training["train"]
-        trainer = task_trainer(task, args, source["train"], target_train, source.get("validation"), inputs.collator, num_labels, processor)
+        trainer = task_trainer(
+            task, args, source["train"], target_train, source.get("validation"), inputs.collator, num_labels, processor
+        )
     else:
         train = source.get("train") if training.do_train else None
-        trainer = classifier_trainer(model, args, train, source.get("validation"), inputs.collator, processor, num_labels)
+        trainer = classifier_trainer(
+            model, args, train, source.get("validation"), inputs.collator, processor, num_labels
+        )
     metrics = {}
     if training.do_train:
         metrics = dict(trainer.train(resume_from_checkpoint=resume_checkpoint(config) if stage.final else None).metrics)
@@ -67,8 +71,7 @@ def train_stages(model, parts, strategy, layer, config, inputs, data, shift, pro
         if stage.head_only and config.strategy.cache_features and not cached:
             trainable = sorted({n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad})
             logger.warning(
-                "Features not cached: parameters outside the head %s train too (%s); the backbone runs at every "
-                "step.",
+                "Features not cached: parameters outside the head %s train too (%s); the backbone runs at every step.",
                 [n for n, _ in head],
                 trainable[:8],
             )

@@ -1,7 +1,9 @@
 """Domain-alignment methods: one file each, registered by name (see `base.py`).
 
-Importing a method's module registers it; the lines below are the registration of every method hftl ships.
+Importing a method's module registers it; the lines at the end, one per method, are the registration of every method
+hftl ships.
 """
+# ruff: noqa: E402, F401, I001
 
 from hftl.adaptation.methods.base import (
     AlignmentLoss,
@@ -10,7 +12,9 @@ from hftl.adaptation.methods.base import (
     method_names,
     register_method,
 )
-from hftl.adaptation.methods import dann, mmd  # noqa: E402,F401  (registration)
-from hftl.adaptation.methods import coral  # noqa: E402,F401
 
 __all__ = ["AlignmentLoss", "DomainOutputs", "get_method", "method_names", "register_method"]
+
+from hftl.adaptation.methods import dann
+from hftl.adaptation.methods import mmd
+from hftl.adaptation.methods import coral
