@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import transformers
 import yaml
 from transformers import AutoConfig, HfArgumentParser, TrainingArguments
 
@@ -82,6 +83,7 @@ RESUME_KEYS = (
     "crop_whisper_input",
     "feature_layer",
     "adaptation",
+    "importance_weighting",
     "bottleneck_dim",
 )
 
@@ -177,6 +179,21 @@ def resolved_config(*arguments: Any) -> dict[str, Any]:
     return config
 
 
+def setup_logging(training) -> None:
+    """hftl logs at INFO on the main process (WARNING on the others); transformers follows `--log_level`."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training.get_process_log_level()
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logger.setLevel(logging.INFO if training.should_log else level)
+    logger.info("World size %d (%s), device %s.", training.world_size, training.parallel_mode.value, training.device)
+
+
 def _cpu_processes_without_accelerator() -> None:
     """Under `torchrun --nproc_per_node N` (or accelerate's multi-GPU launcher) on a machine without a GPU, train as
     one job of N CPU processes (gloo).
@@ -220,14 +237,20 @@ def _resolve_training(training: TrainingArguments, modality, strategy_name: str,
 def _layer_count(modality, model_args: ModelArguments, feature_layer: int | None) -> int:
     """The model's encoder layers (after --feature_layer), read from its config without loading weights."""
     path = model_args.config_name or model_args.model_name_or_path or modality.default_model()
-    config = AutoConfig.from_pretrained(
-        path,
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-    )
-    count = encoder_layer_count(modality.auto_model_class, config)
+    try:
+        config = AutoConfig.from_pretrained(
+            path,
+            cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision,
+            token=model_args.token,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except OSError as error:
+        raise InputError(
+            f"--model_name_or_path {path}: no model config found ({error}); --strategy freeze reads its layer count. "
+            f"Pass a model folder or Hub id, or --num_frozen_layers."
+        ) from None
+    count = encoder_layer_count(modality.auto_model_class, config, model_args.trust_remote_code)
     return min(count, feature_layer) if feature_layer else count
 
 
@@ -248,6 +271,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *method_args, training = parsed
+    setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
     push, training.push_to_hub = training.push_to_hub, False

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from hftl.context import RunContext
 from hftl.data.checks import LabelInfo
 from hftl.metrics import flat_per_class, per_class_report, save_confusion_matrix, save_report
 from hftl.training import Trained
@@ -45,9 +46,9 @@ def evaluate_split(trainer, dataset, rows, prefix: str, labels: LabelInfo, outpu
     return metrics
 
 
-def evaluate(trained: Trained, data, config) -> dict[str, float]:
+def evaluate(trained: Trained, run: RunContext) -> dict[str, float]:
     """Training metrics, then validation (`--do_eval`), test (`--do_predict`) and labelled target test metrics."""
-    training, output_dir = config.training, config.training.output_dir
+    data, training, output_dir = run.data, run.config.training, run.config.training.output_dir
     os.makedirs(output_dir, exist_ok=True)
     metrics: dict[str, float] = {}
     if training.do_train:

@@ -51,7 +51,7 @@ def _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics
     base_model = hub_id_of(model_path)
     tags = ["hftl", pipeline_task, f"strategy-{strategy.replace('_', '-')}"] + (["lora"] if is_adapter else [])
     if adaptation:
-        tags.append(f"adaptation-{adaptation.replace('_', '-')}")
+        tags += [f"adaptation-{part.strip().replace('_', '-')}" for part in adaptation.split("+")]
     base_name = os.path.basename(os.path.normpath(model_path))
     data = ModelCardData(
         library_name="peft" if is_adapter else "transformers",
@@ -94,6 +94,11 @@ def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom
     return loader
 
 
+def _label_rows(labels: LabelInfo) -> str:
+    counts = labels.counts.get("train", [0] * len(labels.names))
+    return "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
+
+
 def model_card(
     *,
     model_path: str,
@@ -119,14 +124,10 @@ def model_card(
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
     `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
     """
-    base_model = hub_id_of(model_path)
     data = _card_data(
         model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, data_description
     )
-    counts = labels.counts.get("train", [0] * len(labels.names))
-    label_rows = "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
-    loader = _loader_text(pipeline_task, labels, is_adapter, custom_code, strategy)
     adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
     content = f"""---
 {data.to_yaml()}
@@ -134,7 +135,7 @@ def model_card(
 
 # {pipeline_task} model trained with hftl
 
-Adapted from **{base_model or model_path}** with hftl (strategy: `{strategy}`).
+Adapted from **{hub_id_of(model_path) or model_path}** with hftl (strategy: `{strategy}`).
 
 ## Data
 {data_description}
@@ -145,7 +146,7 @@ Adapted from **{base_model or model_path}** with hftl (strategy: `{strategy}`).
 ## Labels
 | id | label | training examples |
 |---|---|---|
-{label_rows}
+{_label_rows(labels)}
 
 ## Results
 {_results_table(metrics)}
@@ -154,6 +155,6 @@ Adapted from **{base_model or model_path}** with hftl (strategy: `{strategy}`).
 {hyper_rows}
 
 ## How to load
-{loader}
+{_loader_text(pipeline_task, labels, is_adapter, custom_code, strategy)}
 """
     return ModelCard(content)

@@ -8,18 +8,30 @@ import logging
 import os
 
 from hftl import hub
+from hftl.adaptation.build import card_text
 from hftl.config import RunConfig, write_config
+from hftl.context import RunContext
 from hftl.modelcard import model_card
+from hftl.strategies import get_strategy
 
 logger = logging.getLogger("hftl")
 
 
-def _card(modality, config: RunConfig, loaded, data, metrics, strategy, adaptation_text: str, counts):
-    args, training = config.strategy, config.training
+def _adaptation_name(config: RunConfig) -> str | None:
+    """The card's adaptation tag: the method, `+ importance weighting` when set; None for source-only training."""
+    method, weighted = config.adaptation.adaptation, config.adaptation.importance_weighting
+    if method == "none":
+        return "importance_weighting" if weighted else None
+    return f"{method} + importance_weighting" if weighted else method
+
+
+def _card(run: RunContext, metrics: dict[str, float], counts: tuple[int, int]):
+    config, data, loaded = run.config, run.data, run.loaded
+    args, training, strategy = config.strategy, config.training, get_strategy(config.strategy.strategy)
     trainable, total = counts
     return model_card(
         model_path=loaded.path,
-        pipeline_task=modality.pipeline_task,
+        pipeline_task=run.modality.pipeline_task,
         data_description=data.source.description,
         hub_dataset=data.source.hub_dataset,
         strategy=args.strategy,
@@ -36,24 +48,38 @@ def _card(modality, config: RunConfig, loaded, data, metrics, strategy, adaptati
         },
         is_adapter=args.strategy == "lora" and not args.merge_adapter,
         custom_code=getattr(type(loaded.model), "_auto_class", None) is not None,  # register_for_auto_class
-        adaptation=None if config.adaptation.adaptation == "none" else config.adaptation.adaptation,
-        adaptation_details=adaptation_text,
+        adaptation=_adaptation_name(config),
+        adaptation_details=card_text(config, run.shift, data.target.description) if data.target else "",
     )
 
 
-def save(modality, config: RunConfig, model, loaded, trained, data, metrics, strategy, adaptation_text, counts) -> None:
-    """Save the model (the strategy decides how), then on the main process the config, the card, and push.
+def save(run: RunContext, model, trained, metrics: dict[str, float], counts: tuple[int, int]) -> None:
+    """Save the model (the strategy decides how), then on the main process the config, the card, and push; then
+    wait for every process and close the process group.
+
+    Args:
+        model: the trained model (a peft model for LoRA); counts: its (trainable, total) parameters.
 
     Raises:
         PushError: `--push_to_hub` failed (the local output is complete).
     """
-    output_dir = config.training.output_dir
-    strategy.save(model, trained.trainer, loaded.processor, output_dir, config.strategy)
-    if not trained.trainer.is_world_process_zero():
-        return
-    write_config(config, output_dir)
-    card = _card(modality, config, loaded, data, metrics, strategy, adaptation_text, counts)
-    card.save(os.path.join(output_dir, "README.md"))
-    logger.info("Saved the model, its card and results to %s", output_dir)
-    if config.push_to_hub:
-        hub.push_to_hub(output_dir, config.training, token=config.hub_token)
+    config, output_dir = run.config, run.config.training.output_dir
+    get_strategy(config.strategy.strategy).save(model, trained.trainer, run.processor, output_dir, config.strategy)
+    if trained.trainer.is_world_process_zero():
+        write_config(config, output_dir)
+        _card(run, metrics, counts).save(os.path.join(output_dir, "README.md"))
+        logger.info("Saved the model, its card and results to %s", output_dir)
+    try:
+        if trained.trainer.is_world_process_zero() and config.push_to_hub:
+            hub.push_to_hub(output_dir, config.training, token=config.hub_token)
+    finally:
+        _finish(trained.trainer)
+
+
+def _finish(trainer) -> None:
+    """Wait for every process, then close the process group (a process that exits with it open may abort)."""
+    import torch.distributed as dist
+
+    trainer.accelerator.wait_for_everyone()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -95,3 +95,6 @@ def test_resolved_defaults_are_recorded_not_left_unset(tiny_bert_dir):
     )
     assert (alias.adaptation.adaptation, alias.adaptation.importance_weighting) == ("dann", True)
     assert alias.method.discriminator_hidden_size == 1024
+    # a checkpoint of a run with another method, weighting or discriminator is not resumed
+    assert {"adaptation", "importance_weighting", "discriminator_hidden_size"} <= set(alias.resume_keys())
+    assert "num_frozen_layers" in config.resume_keys() and "lora_r" not in config.resume_keys()

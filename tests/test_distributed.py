@@ -69,7 +69,7 @@ RECIPE_CASES = [
         "bert_no_dropout",
         "text_data",
         "torchrun",
-        ["--strategy", "freeze", "--num_frozen_layers", "2", "--gradient_checkpointing", "true"],
+        ["--strategy", "freeze", "--num_frozen_layers", "2", "--activation_checkpointing", "true"],
     ),
     ("text-lora", "text", "bert_no_dropout", "text_data", "torchrun", ["--strategy", "lora", "--lora_dropout", "0"]),
     (
@@ -87,7 +87,7 @@ RECIPE_CASES = [
         "wav2vec2_no_dropout",
         "audio_data",
         "torchrun",
-        ["--strategy", "full", "--freeze_feature_encoder", "true", "--gradient_checkpointing", "true", *SPEECH],
+        ["--strategy", "full", "--freeze_feature_encoder", "true", "--activation_checkpointing", "true", *SPEECH],
     ),
     (
         "speech-whisper-feature-extraction",  # the speech recipe's default: cached encoder features, head trained
@@ -406,3 +406,15 @@ def test_two_processes_lora_dann(bert_no_dropout, text_domain_data, tmp_path):
     weights_two, weights_one = load_file(two / "model.safetensors"), load_file(one / "model.safetensors")
     worst = max((weights_two[k] - weights_one[k]).abs().max().item() for k in weights_one)
     assert worst <= WEIGHT_TOLERANCE
+    # the loss parts are logged as means over the processes: the two halves' mean is the doubled batch's value
+    logged_two, logged_one = _loss_parts(two), _loss_parts(one)
+    assert len(logged_two) == len(logged_one) > 0
+    for entry_two, entry_one in zip(logged_two, logged_one, strict=True):
+        for key in ("cls_loss", "align_loss", "grl_lambda"):
+            assert entry_two[key] == pytest.approx(entry_one[key], abs=METRIC_TOLERANCE), (key, entry_two, entry_one)
+
+
+def _loss_parts(output_dir) -> list[dict]:
+    """The training log entries that carry loss parts (`trainer_state.json` of the output folder)."""
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry for entry in history if "align_loss" in entry]

@@ -38,9 +38,10 @@ def _after(trained, config) -> tuple[np.ndarray, np.ndarray] | None:
     return features[0], features[1]
 
 
-def write_gap_report(shift, trained, data, config, layer_name: str) -> dict:
+def write_gap_report(trained, run) -> dict:
     """Write `domain_gap.json` and `domain_gap.png`; return the figures (`before`, `after`: each the width of the
-    features, the input of `layer_name`)."""
+    features, the input of the feature layer `run.layer`)."""
+    shift, data, config, layer_name = run.shift, run.data, run.config, run.layer.name
     y_s = np.asarray(data.source.splits["train"]["labels"])
     report: dict = {
         "max_examples_per_domain": REPORT_EXAMPLES,
@@ -66,8 +67,9 @@ def write_gap_report(shift, trained, data, config, layer_name: str) -> dict:
     return report
 
 
-def domain_reports(shift, trained, data, config, layer_name: str) -> dict[str, float]:
+def domain_reports(trained, run) -> dict[str, float]:
     """`label_shift.json` and (with --domain_gap_report) the gap report; returns their scalar metrics."""
+    shift, data, config = run.shift, run.data, run.config
     if shift is None:
         return {}
     metrics = {"label_shift_total_variation": round(shift.label_shift.total_variation, 4)}
@@ -75,7 +77,7 @@ def domain_reports(shift, trained, data, config, layer_name: str) -> dict[str, f
         with open(os.path.join(config.training.output_dir, "label_shift.json"), "w", encoding="utf-8") as handle:
             json.dump(shift.label_shift.as_dict(data.labels.names), handle, indent=2)
     if config.adaptation.domain_gap_report:
-        report = write_gap_report(shift, trained, data, config, layer_name)
+        report = write_gap_report(trained, run)
         for when in ("before", "after"):
             for key in ("mmd", "proxy_a_distance"):
                 if report.get(when, {}).get(key) is not None:

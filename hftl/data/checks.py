@@ -215,78 +215,89 @@ def check_and_encode(
     unlabelled = _check_columns(raw, input_columns, label_column)
     for split in raw.splits:  # remember each example's source row through drops, carving and truncation
         raw.splits[split] = raw.splits[split].add_column(SOURCE_ROW, list(range(len(raw.splits[split]))))
-    _check_rows(
-        raw,
-        input_columns,
-        label_column,
-        is_valid_input,
-        input_problem,
-        drop_invalid_examples,
-        unlabelled,
-        describe_input,
-    )
-
+    checks = (is_valid_input, input_problem, drop_invalid_examples, describe_input)
+    _check_rows(raw, input_columns, label_column, checks[0], checks[1], checks[2], unlabelled, checks[3])
     values = {split: _label_values(raw, label_column, split) for split in raw.splits if split not in unlabelled}
     if "test" in values and all(v is None for v in values["test"]):  # e.g. GLUE test sets, labelled -1
-        unlabelled.add("test")
         del values["test"]
-    labelled = list(values)
     _merge_variants(values, merge_label_variants, raw, label_column)
+    names = _class_names(raw, values, label_column)
+    splits = _encode(raw, values, ClassLabel(names=names), input_columns)
+    if "validation" not in splits:
+        _carve_validation(splits, validation_split_percentage, seed)
+    _truncate(splits, {"train": max_train_samples, "validation": max_eval_samples, "test": max_predict_samples})
+    counts = {s: [d[LABELS].count(i) for i in range(len(names))] for s, d in splits.items() if LABELS in d.column_names}
+    splits, source_rows = _without_source_rows(splits)
+    return splits, LabelInfo(names=names, counts=counts, source_rows=source_rows)
 
+
+def _class_names(raw: RawData, values: dict[str, list], label_column: str) -> list[str]:
+    """The class names (a `ClassLabel`'s own, else the sorted training labels).
+
+    Raises:
+        InputError: fewer than two classes in train, or labels of another split never seen in train.
+    """
     train_feature = raw.splits["train"].features[label_column]
-    if isinstance(train_feature, ClassLabel):
-        names = list(train_feature.names)
-    else:
-        names = sorted(set(values["train"]), key=_sort_key)
+    names = (
+        list(train_feature.names)
+        if isinstance(train_feature, ClassLabel)
+        else sorted(set(values["train"]), key=_sort_key)
+    )
     if len(set(values["train"])) < 2:
         raise InputError(f"{raw.where('train')}: only one class ({names}); a classifier needs at least two.")
     seen = set(values["train"])
-    for split in labelled:
+    for split in values:
         unseen = sorted(set(values[split]) - seen - {None})
         if unseen:
             raise InputError(
                 f"{raw.where(split)}: label(s) {unseen} never occur in train ({raw.where('train')}). "
                 f"Add training examples of them, or remove those rows."
             )
+    return names
 
-    label2id = {name: i for i, name in enumerate(names)}
-    class_label = ClassLabel(names=names)
+
+def _encode(raw: RawData, values: dict[str, list], class_label: ClassLabel, input_columns: list[str]) -> DatasetDict:
+    """Each split with its input columns (and source rows) only, plus a `labels` column for the labelled ones."""
+    label2id = {name: i for i, name in enumerate(class_label.names)}
     splits = DatasetDict()
     for split, dataset in raw.splits.items():
         dataset = dataset.remove_columns([c for c in dataset.column_names if c not in input_columns + [SOURCE_ROW]])
-        if split in labelled:
+        if split in values:
             ids = [label2id[v] if v is not None else -1 for v in values[split]]
             dataset = dataset.add_column(LABELS, ids).cast_column(LABELS, class_label)
         splits[split] = dataset
+    return splits
 
-    if "validation" not in splits:
-        fraction = validation_split_percentage / 100
-        try:
-            carved = splits["train"].train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABELS)
-        except ValueError as error:
-            logger.warning("Stratified validation split impossible (%s); splitting at random.", error)
-            carved = splits["train"].train_test_split(test_size=fraction, seed=seed)
-        splits["train"], splits["validation"] = carved["train"], carved["test"]
-        logger.info(
-            "No validation split given: carved %d of %d training examples (%.1f%%, stratified, seed %d).",
-            len(carved["test"]),
-            len(carved["train"]) + len(carved["test"]),
-            validation_split_percentage,
-            seed,
-        )
 
-    for split, limit in (("train", max_train_samples), ("validation", max_eval_samples), ("test", max_predict_samples)):
+def _carve_validation(splits: DatasetDict, percentage: float, seed: int) -> None:
+    """Carve `percentage` of train out as the validation split (stratified by label when possible, seeded)."""
+    fraction = percentage / 100
+    try:
+        carved = splits["train"].train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABELS)
+    except ValueError as error:
+        logger.warning("Stratified validation split impossible (%s); splitting at random.", error)
+        carved = splits["train"].train_test_split(test_size=fraction, seed=seed)
+    splits["train"], splits["validation"] = carved["train"], carved["test"]
+    logger.info(
+        "No validation split given: carved %d of %d training examples (%.1f%%, stratified, seed %d).",
+        len(carved["test"]),
+        len(carved["train"]) + len(carved["test"]),
+        percentage,
+        seed,
+    )
+
+
+def _truncate(splits: DatasetDict, limits: dict[str, int | None]) -> None:
+    """Keep the first N examples of each split with a limit (`--max_*_samples`)."""
+    for split, limit in limits.items():
         if limit is not None and split in splits and len(splits[split]) > limit:
             splits[split] = splits[split].select(range(limit))
 
-    counts = {
-        split: [dataset[LABELS].count(i) for i in range(len(names))]
-        for split, dataset in splits.items()
-        if LABELS in dataset.column_names
-    }
-    source_rows = {split: dataset[SOURCE_ROW] for split, dataset in splits.items()}
-    splits = DatasetDict({split: dataset.remove_columns(SOURCE_ROW) for split, dataset in splits.items()})
-    return splits, LabelInfo(names=names, counts=counts, source_rows=source_rows)
+
+def _without_source_rows(splits: DatasetDict) -> tuple[DatasetDict, dict[str, list[int]]]:
+    """The splits without their source-row column, and that column (split -> rows)."""
+    rows = {split: dataset[SOURCE_ROW] for split, dataset in splits.items()}
+    return DatasetDict({split: dataset.remove_columns(SOURCE_ROW) for split, dataset in splits.items()}), rows
 
 
 def check_and_encode_target(
@@ -313,6 +324,36 @@ def check_and_encode_target(
         InputError: no target train split, a missing input column, invalid rows, or target labels that are not
             source classes (named).
     """
+    _select_target_splits(raw, input_columns)
+    test_labels = (
+        raw.splits["test"][label_column]
+        if "test" in raw.splits and label_column in raw.splits["test"].column_names
+        else []
+    )
+    labelled = {"test"} if not all(_is_missing(v) or v == "" for v in test_labels) else set()
+    checks = (is_valid_input, input_problem, drop_invalid_examples, describe_input)
+    _check_rows(
+        raw, input_columns, label_column, checks[0], checks[1], checks[2], set(raw.splits) - labelled, checks[3]
+    )
+    values = {split: _label_values(raw, label_column, split) for split in labelled}
+    for split, split_values in values.items():
+        unknown = sorted({v for v in split_values if v is not None} - set(labels.names))
+        if unknown:
+            raise InputError(
+                f"{raw.where(split)}: label(s) {unknown} are not classes of the source data ({labels.names}). "
+                f"Target labels must name source classes."
+            )
+    splits = _encode(raw, values, ClassLabel(names=labels.names), input_columns)
+    _truncate(splits, {"train": max_train_samples, "test": max_eval_samples})
+    return _without_source_rows(splits)
+
+
+def _select_target_splits(raw: RawData, input_columns: list[str]) -> None:
+    """Keep "train" and the evaluation split (`test`, else `validation`, named "test"); check their columns and size.
+
+    Raises:
+        InputError: no train split, a missing input column, an empty split.
+    """
     if "train" not in raw.splits:
         raise InputError(f"The target data has no 'train' split (it has {sorted(raw.splits)}).")
     evaluation = "test" if "test" in raw.splits else "validation" if "validation" in raw.splits else None
@@ -329,40 +370,3 @@ def check_and_encode_target(
         if len(dataset) == 0:
             raise InputError(f"{raw.where(split)} is empty: it needs at least one example.")
         raw.splits[split] = dataset.add_column(SOURCE_ROW, list(range(len(dataset))))
-    labelled = (
-        {"test"}
-        if "test" in raw.splits
-        and label_column in raw.splits["test"].column_names
-        and not all(_is_missing(v) or v == "" for v in raw.splits["test"][label_column])
-        else set()
-    )
-    _check_rows(
-        raw,
-        input_columns,
-        label_column,
-        is_valid_input,
-        input_problem,
-        drop_invalid_examples,
-        set(raw.splits) - labelled,
-        describe_input,
-    )
-    splits = DatasetDict()
-    for split, dataset in raw.splits.items():
-        keep = dataset.remove_columns([c for c in dataset.column_names if c not in input_columns + [SOURCE_ROW]])
-        if split in labelled:
-            values = _label_values(raw, label_column, split)
-            unknown = sorted({v for v in values if v is not None} - set(labels.names))
-            if unknown:
-                raise InputError(
-                    f"{raw.where(split)}: label(s) {unknown} are not classes of the source data ({labels.names}). "
-                    f"Target labels must name source classes."
-                )
-            ids = [labels.label2id[v] if v is not None else -1 for v in values]
-            keep = keep.add_column(LABELS, ids).cast_column(LABELS, ClassLabel(names=labels.names))
-        splits[split] = keep
-    for split, limit in (("train", max_train_samples), ("test", max_eval_samples)):
-        if limit is not None and split in splits and len(splits[split]) > limit:
-            splits[split] = splits[split].select(range(limit))
-    rows = {split: dataset[SOURCE_ROW] for split, dataset in splits.items()}
-    splits = DatasetDict({split: dataset.remove_columns(SOURCE_ROW) for split, dataset in splits.items()})
-    return splits, rows

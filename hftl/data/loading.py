@@ -140,18 +140,7 @@ def load_raw_data(
             raise InputError("--validation_dir / --test_dir need --train_dir as well.")
         return _load_folders(folders, folder_builder or "imagefolder")
     if train_file:
-        splits, sources = DatasetDict(), {}
-        csv_splits = set()
-        for split, path in (("train", train_file), ("validation", validation_file), ("test", test_file)):
-            if path:
-                splits[split] = _load_file(split, path)[split]
-                sources[split] = f"--{split}_file {path}"
-                if path.lower().endswith((".csv", ".tsv")):
-                    csv_splits.add(split)
-        names = ", ".join(os.path.basename(p) for p in (train_file, validation_file, test_file) if p)
-        files = {s: p for s, p in (("train", train_file), ("validation", validation_file), ("test", test_file)) if p}
-        return RawData(splits, sources, f"local files ({names})", csv_splits=csv_splits, files=files)
-
+        return _load_files({"train": train_file, "validation": validation_file, "test": test_file})
     name = dataset_name or default_dataset
     if name is None:
         raise InputError("No data given: pass --dataset_name or --train_file (see `hftl datasets`).")
@@ -160,9 +149,27 @@ def load_raw_data(
         splits = load_builtin(name)
         sources = {split: f"built-in dataset '{name}', {split} split" for split in splits}
         return RawData(splits, sources, f"built-in `{name}`: {entry.description} Source: {entry.source}", builtin=name)
+    return _load_hub(name, dataset_config_name, cache_dir, token)
 
+
+def _load_files(paths: dict[str, str | None]) -> RawData:
+    """Splits read from local files (split -> path; None: not given)."""
+    files = {split: path for split, path in paths.items() if path}
+    splits = DatasetDict({split: _load_file(split, path)[split] for split, path in files.items()})
+    sources = {split: f"--{split}_file {path}" for split, path in files.items()}
+    csv_splits = {split for split, path in files.items() if path.lower().endswith((".csv", ".tsv"))}
+    names = ", ".join(os.path.basename(path) for path in files.values())
+    return RawData(splits, sources, f"local files ({names})", csv_splits=csv_splits, files=files)
+
+
+def _load_hub(name: str, config_name: str | None, cache_dir: str | None, token: str | None) -> RawData:
+    """A Hub dataset's splits (`valid` / `dev` / `val` named `validation`).
+
+    Raises:
+        InputError: the dataset cannot be loaded (the message lists the built-in names).
+    """
     try:
-        splits = load_dataset(name, dataset_config_name, cache_dir=cache_dir, token=token)
+        splits = load_dataset(name, config_name, cache_dir=cache_dir, token=token)
     except Exception as error:
         raise InputError(
             f"--dataset_name {name}: not a built-in dataset ({', '.join(sorted(BUILTIN_DATASETS))}) and could not be "

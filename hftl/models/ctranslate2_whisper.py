@@ -62,64 +62,75 @@ def read_ctranslate2(chunks: Iterable[str]) -> dict[str, np.ndarray]:
     return variables
 
 
+# CTranslate2 block of a layer -> transformers module (per layer); fused projections are split in `_layer_entries`
+_LAYER_BLOCKS = {
+    "self_attention/layer_norm": "self_attn_layer_norm",
+    "attention/layer_norm": "encoder_attn_layer_norm",
+    "ffn/layer_norm": "final_layer_norm",
+    "ffn/linear_0": "fc1",
+    "ffn/linear_1": "fc2",
+    "self_attention/linear_1": "self_attn.out_proj",
+    "attention/linear_0": "encoder_attn.q_proj",
+    "attention/linear_2": "encoder_attn.out_proj",
+}
+# fused CTranslate2 projections -> the transformers projections they hold, in order
+_FUSED = {
+    "self_attention/linear_0": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    "attention/linear_1": ("encoder_attn.k_proj", "encoder_attn.v_proj"),
+}
+_NORMS = {"gamma": "weight", "beta": "bias"}
+
+
+def _top_level_name(base: str, name: str, rest: str) -> str:
+    """transformers name of a variable outside the layers (`rest`: its name after `encoder/` or `decoder/`)."""
+    if rest.startswith(("conv1/", "conv2/")):
+        return f"{base}.{rest.replace('/', '.')}"
+    fixed = {
+        "position_encodings/encodings": f"{base}.embed_positions.weight",
+        "embeddings/weight": f"{base}.embed_tokens.weight",
+        "projection/weight": "proj_out.weight",
+    }
+    if rest in fixed:
+        return fixed[rest]
+    if rest.startswith("layer_norm/"):
+        return f"{base}.layer_norm.{_NORMS[rest.split('/')[1]]}"
+    raise ValueError(f"unmapped CTranslate2 variable {name}")
+
+
+def _layer_entries(prefix: str, name: str, block: str, kind: str, array: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(transformers name, array) pairs of one layer variable; fused projections are split (k has no bias)."""
+    if block in _LAYER_BLOCKS:
+        return [(f"{prefix}.{_LAYER_BLOCKS[block]}.{kind}", array)]
+    if block in _FUSED:
+        parts = _FUSED[block]
+        pieces = zip(parts, np.split(array, len(parts), axis=0), strict=True)
+        return [
+            (f"{prefix}.{part}.{kind}", piece)
+            for part, piece in pieces
+            if not (part.endswith("k_proj") and kind == "bias")
+        ]
+    raise ValueError(f"unmapped CTranslate2 variable {name}")
+
+
 def whisper_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """Map CTranslate2 Whisper variables onto `WhisperForConditionalGeneration` parameter names (float32)."""
-    state: dict[str, torch.Tensor] = {}
+    """Map CTranslate2 Whisper variables onto `WhisperForConditionalGeneration` parameter names (float32).
 
-    def put(name: str, array: np.ndarray) -> None:
-        state[name] = torch.from_numpy(np.array(array, dtype=np.float32))
-
-    norms = {"gamma": "weight", "beta": "bias"}
+    Raises:
+        ValueError: a variable that has no transformers counterpart.
+    """
+    entries: list[tuple[str, np.ndarray]] = []
     for name, array in variables.items():
         if array.ndim == 0:
             continue  # scalars: activation, number of heads ...
-        side = "encoder" if name.startswith("encoder/") else "decoder"
-        base = f"model.{side}"
+        base = "model.encoder" if name.startswith("encoder/") else "model.decoder"
         layer = re.match(r"(encoder|decoder)/layer_(\d+)/(.*)", name)
         if layer is None:
-            rest = name.split("/", 1)[1]
-            if rest.startswith(("conv1/", "conv2/")):
-                put(f"{base}.{rest.replace('/', '.')}", array)
-            elif rest == "position_encodings/encodings":
-                put(f"{base}.embed_positions.weight", array)
-            elif rest == "embeddings/weight":
-                put(f"{base}.embed_tokens.weight", array)
-            elif rest.startswith("layer_norm/"):
-                put(f"{base}.layer_norm.{norms[rest.split('/')[1]]}", array)
-            elif rest == "projection/weight":
-                put("proj_out.weight", array)
-            else:
-                raise ValueError(f"unmapped CTranslate2 variable {name}")
+            entries.append((_top_level_name(base, name, name.split("/", 1)[1]), array))
             continue
-        prefix = f"{base}.layers.{layer.group(2)}"
         block, _, leaf = layer.group(3).rpartition("/")
-        kind = leaf if leaf in ("weight", "bias") else norms[leaf]
-        if block == "self_attention/layer_norm":
-            put(f"{prefix}.self_attn_layer_norm.{kind}", array)
-        elif block == "attention/layer_norm":
-            put(f"{prefix}.encoder_attn_layer_norm.{kind}", array)
-        elif block == "ffn/layer_norm":
-            put(f"{prefix}.final_layer_norm.{kind}", array)
-        elif block == "ffn/linear_0":
-            put(f"{prefix}.fc1.{kind}", array)
-        elif block == "ffn/linear_1":
-            put(f"{prefix}.fc2.{kind}", array)
-        elif block == "self_attention/linear_0":  # fused q, k, v
-            for part, piece in zip(("q_proj", "k_proj", "v_proj"), np.split(array, 3, axis=0), strict=True):
-                if not (part == "k_proj" and kind == "bias"):
-                    put(f"{prefix}.self_attn.{part}.{kind}", piece)
-        elif block == "self_attention/linear_1":
-            put(f"{prefix}.self_attn.out_proj.{kind}", array)
-        elif block == "attention/linear_0":
-            put(f"{prefix}.encoder_attn.q_proj.{kind}", array)
-        elif block == "attention/linear_1":  # fused k, v
-            for part, piece in zip(("k_proj", "v_proj"), np.split(array, 2, axis=0), strict=True):
-                if not (part == "k_proj" and kind == "bias"):
-                    put(f"{prefix}.encoder_attn.{part}.{kind}", piece)
-        elif block == "attention/linear_2":
-            put(f"{prefix}.encoder_attn.out_proj.{kind}", array)
-        else:
-            raise ValueError(f"unmapped CTranslate2 variable {name}")
+        kind = leaf if leaf in ("weight", "bias") else _NORMS[leaf]
+        entries += _layer_entries(f"{base}.layers.{layer.group(2)}", name, block, kind, array)
+    state = {key: torch.from_numpy(np.array(value, dtype=np.float32)) for key, value in entries}
     if "proj_out.weight" not in state:  # tied to the token embeddings (a CTranslate2 alias)
         state["proj_out.weight"] = state["model.decoder.embed_tokens.weight"]
     return state

@@ -155,11 +155,11 @@ def keep_bottom_layers(model: nn.Module, num_layers: int) -> None:
     logger.info("Kept encoder layers 1-%d of %d (--feature_layer %d).", num_layers, len(layers), num_layers)
 
 
-def encoder_layer_count(auto_model_class, config) -> int:
+def encoder_layer_count(auto_model_class, config, trust_remote_code: bool = False) -> int:
     """How many encoder layers a model of `config` has, found as `model_parts` finds them, on a model built on the
     meta device (no weights are allocated or read)."""
     import torch
 
     with torch.device("meta"):
-        model = auto_model_class.from_config(config)
+        model = auto_model_class.from_config(config, trust_remote_code=trust_remote_code)
     return len(layer_list(getattr(model, backbone_name(model)))[1])

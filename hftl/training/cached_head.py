@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hftl.adaptation.build import build_task
+from hftl.context import RunContext
 from hftl.feature_cache import extract_or_load
 from hftl.training.result import Trained
 from hftl.training.trainers import classifier_trainer, stage_arguments, task_trainer
@@ -64,9 +65,10 @@ def fold_bottleneck(bottleneck: nn.Linear, head: nn.Linear, classifier: nn.Linea
         classifier.bias.copy_(head.weight @ bottleneck.bias + head.bias)
 
 
-def _needed(stage, config, inputs, data) -> dict[str, tuple]:
+def _needed(stage, run: RunContext) -> dict[str, tuple]:
     """split -> (plain dataset, lengths) of what this stage reads: training, evaluation, target and report splits."""
-    training, adapting = config.training, stage.final and data.target is not None
+    training, inputs, data = run.config.training, run.inputs, run.data
+    adapting = stage.final and data.target is not None
     wanted = {
         "train": training.do_train or adapting,
         "validation": training.do_eval,
@@ -80,17 +82,20 @@ def _needed(stage, config, inputs, data) -> dict[str, tuple]:
     return needed
 
 
-def _cache(model, head, stage, config, inputs, data, shift, processor) -> tuple[dict[str, Dataset], dict]:
+def _cache(model, head, stage, run: RunContext) -> tuple[dict[str, Dataset], dict]:
     """The cached head inputs of every needed split, with extraction metrics (features the shift measurement already
     extracted at the same layer are reused)."""
     start = time.perf_counter()
-    reusable = shift.features if shift is not None and head[0][1] is head[-1][1] else {}
+    at_feature_layer = run.layer is not None and head[0][0] == run.layer.name  # the shift's features are these
+    reusable = run.shift.features if run.shift is not None and at_feature_layer else {}
     cached, extracted = {}, 0
-    for split, (dataset, lengths) in _needed(stage, config, inputs, data).items():
+    for split, (dataset, lengths) in _needed(stage, run).items():
         if split in reusable:
             features = torch.from_numpy(reusable[split])
         else:
-            features = extract_or_load(model, head[0][1], dataset, lengths, inputs.collator, processor, config)
+            features = extract_or_load(
+                model, head[0][1], dataset, lengths, run.inputs.collator, run.processor, run.config
+            )
             extracted += len(dataset)
         cached[split] = feature_dataset(features, dataset)
     seconds = time.perf_counter() - start
@@ -105,7 +110,7 @@ def _cache(model, head, stage, config, inputs, data, shift, processor) -> tuple[
 def _adapting_head(modules: list[nn.Module], num_labels: int, config):
     """(head to train, folds): a bottleneck + new top in front of a one-layer head (folded afterwards), else the
     head's own modules."""
-    if len(modules) > 1:
+    if len(modules) > 1 or config.adaptation.adaptation == "none":  # no alignment loss: nothing to align
         return CachedFeatureHead(modules), None
     width = config.adaptation.bottleneck_dim
     bottleneck, top = nn.Linear(modules[0].in_features, width), nn.Linear(width, num_labels)
@@ -113,14 +118,14 @@ def _adapting_head(modules: list[nn.Module], num_labels: int, config):
     return CachedFeatureHead([bottleneck, top]), (bottleneck, top, modules[0])
 
 
-def train_cached_head(model, head, stage, config, inputs, data, shift, processor) -> Trained:
+def train_cached_head(model, head, stage, run: RunContext) -> Trained:
     """Extract the head inputs once, then train the head modules `head` ((name, module) pairs) on them.
 
     In the final stage of an adapting run, target inputs are cached too and the head trains under the alignment
     loss (see the module docstring).
     """
-    num_labels = len(data.labels.names)
-    cached, extraction = _cache(model, head, stage, config, inputs, data, shift, processor)
+    config, num_labels = run.config, run.num_labels
+    cached, extraction = _cache(model, head, stage, run)
     args = stage_arguments(
         config.training,
         stage,
@@ -132,18 +137,16 @@ def train_cached_head(model, head, stage, config, inputs, data, shift, processor
         train_sampling_strategy="random",  # cached inputs have no length to group by
     )
     modules, folds = [module for _, module in head], None
-    adapts = stage.final and shift is not None and config.adaptation.adapts and config.training.do_train
-    if adapts:
+    if stage.final and run.adapts_in_training:
         head_model, folds = _adapting_head(modules, num_labels, config)
-        last = head_model.head[-1]
-        task = build_task(head_model, f"head.{len(head_model.head) - 1}", last.in_features, num_labels, config, shift)
+        last = f"head.{len(head_model.head) - 1}"
+        task = build_task(head_model, last, head_model.head[-1].in_features, num_labels, config, run.shift)
         trainer = task_trainer(
-            task, args, cached["train"], cached["target_train"], cached.get("validation"), None, num_labels
+            task, args, cached["train"], cached["target_train"], cached.get("validation"), run, False
         )
     else:
-        trainer = classifier_trainer(
-            CachedFeatureHead(modules), args, cached.get("train"), cached.get("validation"), None, None, num_labels
-        )
+        head_model = CachedFeatureHead(modules)
+        trainer = classifier_trainer(head_model, args, cached.get("train"), cached.get("validation"), run, False)
     metrics = dict(trainer.train().metrics) if config.training.do_train else {}
     if folds is not None:  # the saved model is the plain classifier: bottleneck and top folded into its layer
         fold_bottleneck(*folds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from hftl.adaptation.build import build_task
+from hftl.context import RunContext
 from hftl.features import cache_is_exact, head_modules, wrapped_name
 from hftl.output import resume_checkpoint
 from hftl.strategies import Stage
@@ -15,58 +16,56 @@ from hftl.training.trainers import classifier_trainer, stage_arguments, task_tra
 logger = logging.getLogger("hftl")
 
 
-def _train_model(model, stage: Stage, layer, config, inputs, data, shift, processor) -> Trained:
+def _train_model(model, stage: Stage, run: RunContext) -> Trained:
     """Train the whole model (its trainable parameters) for one stage; in the final stage of an adapting run, as a
     training task on source examples paired with target examples."""
-    num_labels, training = len(data.labels.names), config.training
+    training, inputs, layer = run.config.training, run.inputs, run.layer
     args = stage_arguments(training, stage)
     source = inputs.source.training
-    if stage.final and shift is not None and config.adaptation.adapts and training.do_train:
-        task = build_task(model, wrapped_name(model, layer.name), layer.size, num_labels, config, shift)
+    if stage.final and run.adapts_in_training:
+        task = build_task(model, wrapped_name(model, layer.name), layer.size, run.num_labels, run.config, run.shift)
         target_train = inputs.target.training["train"]
-        trainer = task_trainer(
-            task, args, source["train"], target_train, source.get("validation"), inputs.collator, num_labels, processor
-        )
+        trainer = task_trainer(task, args, source["train"], target_train, source.get("validation"), run)
     else:
         train = source.get("train") if training.do_train else None
-        trainer = classifier_trainer(
-            model, args, train, source.get("validation"), inputs.collator, processor, num_labels
-        )
+        trainer = classifier_trainer(model, args, train, source.get("validation"), run)
     metrics = {}
     if training.do_train:
-        metrics = dict(trainer.train(resume_from_checkpoint=resume_checkpoint(config) if stage.final else None).metrics)
+        resume = resume_checkpoint(run.config) if stage.final else None
+        metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
     target = inputs.target
     return Trained(
         trainer,
         {
             "eval": source.get("validation"),
             "test": source.get("test"),
-            "target": target.plain.get("test") if target is not None and data.target.labelled_test else None,
+            "target": target.plain.get("test") if target is not None and run.data.target.labelled_test else None,
         },
         metrics,
         report_model=model,
-        report_layer=model.get_submodule(wrapped_name(model, layer.name)),
+        report_layer=model.get_submodule(wrapped_name(model, layer.name)) if layer is not None else None,
         report_data={"train": inputs.source.plain["train"], "target_train": target.plain["train"] if target else None},
         report_collator=inputs.collator,
     )
 
 
-def train_stages(model, parts, strategy, layer, config, inputs, data, shift, processor) -> Trained:
+def train_stages(model, parts, strategy, run: RunContext) -> Trained:
     """Run `strategy.stages(...)` in order and return the last stage's outcome.
 
     A head-only stage trains on cached head inputs when `--cache_features` is on and nothing outside the head
     trains; otherwise the backbone runs at every step.
 
     Args:
-        layer: the feature layer of the plain model (`FeatureLayer`: name and input width).
-        shift: the `DomainShift` measured before training, or None.
+        model: the model `strategy` was applied to; parts: its `ModelParts`.
+        run: what the steps before training produced.
     """
+    config = run.config
     earlier: dict[str, float] = {}
     trained = None
     for stage in strategy.stages(config.strategy, config.training):
         if stage.prepare is not None:
             stage.prepare(model, parts)
-        head = head_modules(model, len(data.labels.names))
+        head = head_modules(model, run.num_labels) if stage.head_only else []
         cached = stage.head_only and config.strategy.cache_features and cache_is_exact(model, [n for n, _ in head])
         if stage.head_only and config.strategy.cache_features and not cached:
             trainable = sorted({n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad})
@@ -76,9 +75,9 @@ def train_stages(model, parts, strategy, layer, config, inputs, data, shift, pro
                 trainable[:8],
             )
         if cached:
-            trained = train_cached_head(model, head, stage, config, inputs, data, shift, processor)
+            trained = train_cached_head(model, head, stage, run)
         else:
-            trained = _train_model(model, stage, layer, config, inputs, data, shift, processor)
+            trained = _train_model(model, stage, run)
         if not stage.final:
             earlier.update({f"{stage.name}_{k}": v for k, v in trained.metrics.items()})
     trained.metrics.update(earlier)

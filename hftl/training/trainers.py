@@ -29,20 +29,24 @@ def stage_arguments(training: TrainingArguments, stage: Stage, **overrides) -> T
     return dataclasses.replace(training, **values)
 
 
-def classifier_trainer(model, args, train, evaluation, collator, processor, num_labels: int) -> HftlTrainer:
-    """A Trainer of `model` on `train` (None when not training), evaluated on `evaluation`."""
+def classifier_trainer(model, args, train, evaluation, run, model_inputs: bool = True) -> HftlTrainer:
+    """A Trainer of `model` on `train` (None when not training), evaluated on `evaluation`.
+
+    `model_inputs`: the datasets hold the modality's inputs (batched by its collator, saved with its processor);
+    False for cached head inputs.
+    """
     return HftlTrainer(
         model=model,
         args=args,
-        data_collator=collator,
+        data_collator=run.inputs.collator if model_inputs else None,
         train_dataset=train,
         eval_dataset=evaluation,
-        processing_class=processor,
-        compute_metrics=metrics_function(num_labels),
+        processing_class=run.processor if model_inputs else None,
+        compute_metrics=metrics_function(run.num_labels),
     )
 
 
-def task_trainer(task, args, source, target, evaluation, collator, num_labels: int, processor=None) -> HftlTrainer:
+def task_trainer(task, args, source, target, evaluation, run, model_inputs: bool = True) -> HftlTrainer:
     """A Trainer of a training task (`AdaptationTask`) on source examples paired with target examples.
 
     Batches are sampled at random (pairing does not group by length); the datasets hold model inputs only, so no
@@ -57,8 +61,8 @@ def task_trainer(task, args, source, target, evaluation, collator, num_labels: i
         args=args,
         train_dataset=paired,
         eval_dataset=evaluation,
-        data_collator=DomainPairCollator(collator),
-        processing_class=processor,
+        data_collator=DomainPairCollator(run.inputs.collator if model_inputs else None),
+        processing_class=run.processor if model_inputs else None,
         callbacks=[AdaptationCallback(task, paired)],
-        compute_metrics=metrics_function(num_labels),
+        compute_metrics=metrics_function(run.num_labels),
     )
