@@ -90,6 +90,10 @@ def test_every_strategy_end_to_end(tiny_bert_dir, text_files, tmp_path, strategy
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     card = (output_dir / "README.md").read_text()
     assert f"strategy: `{strategy}`" in card and "| 1 | positive | 32 |" in card and "test" in card
+    snapshot = yaml.safe_load((output_dir / "hftl_config.yaml").read_text())  # what the run used, resolved
+    expected = {"freeze": ("num_frozen_layers", 2), "two_stage": ("stage2_learning_rate", 5e-4)}.get(strategy)
+    if expected:
+        assert snapshot[expected[0]] == pytest.approx(expected[1])
     _assert_reload_matches(str(output_dir), text_files)
     if strategy == "lora":
         _assert_reload_matches(str(output_dir), text_files, adapter=True, model_dir=str(output_dir / "adapter"))
