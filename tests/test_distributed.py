@@ -244,6 +244,7 @@ def _predictions(output_dir, prefix) -> list[tuple[int, str]]:
         return [(int(row["source_row"]), row["prediction"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize(
     "recipe, model_fixture, data_fixture, launcher, extra", [case[1:] for case in CASES], ids=[c[0] for c in CASES]
 )
@@ -368,6 +369,7 @@ def text_domain_data(text_data, tmp_path) -> dict[str, str]:
     }
 
 
+@pytest.mark.distributed
 def test_two_processes_lora_dann(bert_no_dropout, text_domain_data, tmp_path):
     """LoRA + DANN on two processes: target evaluated once per example, same weights as one process with batch 2B,
     and the domain discriminator identical on both processes (and to the one-process run's)."""

@@ -240,6 +240,7 @@ def test_explicit_incomplete_checkpoint_is_refused(tmp_path):
     assert not (tmp_path / ".checkpoint-12.partial").exists()  # unfinished saves are removed when training starts
 
 
+@pytest.mark.distributed
 def test_two_processes_killed_in_a_save_resume_exactly(tiny_bert_dir, train_file, tmp_path):
     """torchrun, 2 CPU processes (gloo): process 1 is killed while saving step 16's checkpoint (its RNG state not yet
     written); the rerun resumes from checkpoint-12, in the middle of epoch 2, and ends with the weights of an
