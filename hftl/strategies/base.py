@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from torch import nn
 
+from hftl.registry import Registry
 from hftl.strategies.parts import ModelParts
 
 logger = logging.getLogger("hftl")
@@ -89,27 +90,20 @@ class Strategy:
             processor.save_pretrained(output_dir)
 
 
-_STRATEGIES: dict[str, Strategy] = {}
+_STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: make `cls` available as `--strategy cls.name`."""
-    if cls.name in _STRATEGIES:
-        raise ValueError(f"a strategy named {cls.name!r} is already registered")
-    _STRATEGIES[cls.name] = cls()
+    _STRATEGIES.add(cls.name, cls())
     return cls
 
 
 def get_strategy(name: str) -> Strategy:
-    """The registered strategy named `name`.
-
-    Raises:
-        KeyError: no such strategy (the message lists the registered ones).
-    """
-    if name not in _STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; registered: {sorted(_STRATEGIES)}")
-    return _STRATEGIES[name]
+    """The registered strategy named `name`. Raises: KeyError for an unknown name."""
+    return _STRATEGIES.get(name)
 
 
 def strategy_names() -> tuple[str, ...]:
-    return tuple(_STRATEGIES)
+    """The registered strategy names, in registration order."""
+    return _STRATEGIES.names()

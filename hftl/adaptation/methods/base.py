@@ -13,6 +13,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from hftl.registry import Registry
+
 
 @dataclass
 class DomainOutputs:
@@ -68,28 +70,20 @@ class AlignmentLoss(nn.Module):
         raise NotImplementedError
 
 
-_METHODS: dict[str, type[AlignmentLoss]] = {}
+_METHODS: Registry[type[AlignmentLoss]] = Registry("adaptation method", reserved=("none",))
 
 
 def register_method(cls: type[AlignmentLoss]) -> type[AlignmentLoss]:
     """Class decorator: make `cls` available as `--adaptation cls.name`."""
-    if cls.name in _METHODS or cls.name == "none":
-        raise ValueError(f"an adaptation method named {cls.name!r} is already registered")
-    _METHODS[cls.name] = cls
+    _METHODS.add(cls.name, cls)
     return cls
 
 
 def get_method(name: str) -> type[AlignmentLoss]:
-    """The registered method class named `name`.
-
-    Raises:
-        KeyError: no such method (the message lists the registered ones).
-    """
-    if name not in _METHODS:
-        raise KeyError(f"unknown adaptation method {name!r}; registered: {sorted(_METHODS)}")
-    return _METHODS[name]
+    """The registered method class named `name`. Raises: KeyError for an unknown name."""
+    return _METHODS.get(name)
 
 
 def method_names() -> tuple[str, ...]:
     """The registered method names, in registration order."""
-    return tuple(_METHODS)
+    return _METHODS.names()
