@@ -207,7 +207,8 @@ class StrategyArguments:
         default="full",
         metadata={
             "choices": strategy_names(),
-            "help": "full: fine-tune everything. feature_extraction: frozen backbone, train the head on cached "
+            "help": f"One of the registered strategies ({', '.join(strategy_names())}). "
+            "full: fine-tune everything. feature_extraction: frozen backbone, train the head on cached "
             "features. freeze: freeze embeddings + first --num_frozen_layers layers. two_stage: head first, then "
             "the top --unfreeze_top_k layers at --stage2_learning_rate. lora: peft LoRA adapters + new modules.",
         },

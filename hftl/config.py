@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import transformers
@@ -276,12 +278,9 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _resolve_training(training, modality, strategy.strategy, explicit)
     push, training.push_to_hub = training.push_to_hub, False
     token = hub.take_token(training)
-    strategy = get_strategy(strategy.strategy).resolve(
-        strategy,
-        Defaults(
-            fine_tuning_rate, "learning_rate" in explicit, lambda: _layer_count(modality, model, strategy.feature_layer)
-        ),
-    )
+    layer_count = functools.cache(partial(_layer_count, modality, model, strategy.feature_layer))
+    defaults = Defaults(fine_tuning_rate, "learning_rate" in explicit, layer_count)
+    strategy = get_strategy(strategy.strategy).resolve(strategy, defaults)
     if adaptation.adaptation != "none" and strategy.strategy == "feature_extraction" and not strategy.cache_features:
         raise InputError(
             "--strategy feature_extraction with --adaptation trains a bottleneck on cached features: drop "

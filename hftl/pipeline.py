@@ -1,8 +1,8 @@
 """The run every recipe shares, as named steps: each takes what earlier steps returned and changes none of it.
 
-    config -> output folder -> data -> model -> inputs -> strategy -> shift -> train -> evaluate -> reports -> save
+    config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> evaluate -> reports -> save
 
-`hftl/README` ("How hftl is built") says where each step lives.
+"How hftl is built" in the project's README.md says where each step lives.
 """
 
 from __future__ import annotations

@@ -181,6 +181,20 @@ def test_feature_cache_dir_reuses_features_across_runs(tiny_bert_dir, text_files
     assert len(os.listdir(cache)) == 6
 
 
+def test_a_single_target_example_is_refused(tiny_bert_dir, text_files, target_files, tmp_path):
+    with pytest.raises(InputError, match="1 unlabelled target example.*need at least 2"):
+        _text_run(
+            tiny_bert_dir,
+            text_files,
+            target_files,
+            tmp_path / "x",
+            "--adaptation",
+            "coral",
+            "--max_target_train_samples",
+            "1",
+        )
+
+
 def test_target_errors_name_the_target_flags(tiny_bert_dir, text_files, tmp_path):
     missing = {"target_train_file": str(tmp_path / "nope.csv")}
     with pytest.raises(InputError, match="--target_train_file .*nope.csv"):

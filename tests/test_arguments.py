@@ -98,3 +98,36 @@ def test_resolved_defaults_are_recorded_not_left_unset(tiny_bert_dir):
     # a checkpoint of a run with another method, weighting or discriminator is not resumed
     assert {"adaptation", "importance_weighting", "discriminator_hidden_size"} <= set(alias.resume_keys())
     assert "num_frozen_layers" in config.resume_keys() and "lora_r" not in config.resume_keys()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--strategy", "two_stage", "--unfreeze_top_k", "99"], "--unfreeze_top_k 99 exceeds the model's 4"),
+        (["--strategy", "freeze", "--num_frozen_layers", "99"], "--num_frozen_layers 99 exceeds the model's 4"),
+    ],
+)
+def test_layer_counts_are_checked_before_anything_loads(tiny_bert_dir, flags, message):
+    with pytest.raises(InputError, match=message):
+        resolve_config(TextModality(), {}, ["--model_name_or_path", tiny_bert_dir, "--output_dir", "x", *flags])
+
+
+def test_a_plugin_missing_a_required_member_is_refused_when_registered():
+    from hftl.adaptation.methods import AlignmentLoss, register_method
+    from hftl.strategies import Strategy, register_strategy
+
+    class NoCardText(AlignmentLoss):
+        name = "incomplete"
+
+        def forward(self, source, target, progress, w_s=None):
+            return {}
+
+    with pytest.raises(TypeError, match=r"\['card_text', 'from_arguments'\]"):
+        register_method(NoCardText)
+
+    class NoApply(Strategy):
+        name = "incomplete"
+        description = "nothing"
+
+    with pytest.raises(TypeError, match=r"\['apply'\]"):
+        register_strategy(NoApply)

@@ -121,6 +121,7 @@ def _load_target(modality, config, labels: LabelInfo, columns: list[str]) -> Dom
         )
     except InputError as error:
         raise InputError(_target_flags(str(error))) from None
+    _check_target_size(len(splits["train"]), raw.sources.get("train", "target train data"), config)
     labelled = "test" in splits and "labels" in splits["test"].column_names
     if "test" in splits and not labelled:
         logger.warning(
@@ -131,6 +132,28 @@ def _load_target(modality, config, labels: LabelInfo, columns: list[str]) -> Dom
         )
     logger.info("Target data: %s; %s", raw.description, {s: len(d) for s, d in splits.items()} | {"labelled": labelled})
     return DomainData(splits, rows, raw.description, raw.hub_dataset, labelled)
+
+
+MIN_TARGET_EXAMPLES = 2  # alignment losses compare batch statistics; below this they see a single point
+FEW_TARGET_EXAMPLES = 32
+
+
+def _check_target_size(count: int, where: str, config) -> None:
+    """Raises: InputError when an adapting run has fewer than 2 unlabelled target examples; warns under 32."""
+    if not config.adaptation.adapts:
+        return
+    if count < MIN_TARGET_EXAMPLES:
+        raise InputError(
+            f"{where}: {count} unlabelled target example(s); --adaptation and --importance_weighting need at least "
+            f"{MIN_TARGET_EXAMPLES} (alignment compares source and target batch statistics, the prior estimate "
+            f"averages predictions). Give more target data, or raise --max_target_train_samples."
+        )
+    if count < FEW_TARGET_EXAMPLES:
+        logger.warning(
+            "Only %d unlabelled target examples (%s): the alignment loss and the label-shift estimate will be noisy.",
+            count,
+            where,
+        )
 
 
 def load_data(modality, config) -> RunData:

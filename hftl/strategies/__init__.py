@@ -12,6 +12,7 @@ from hftl.strategies.parts import (
     keep_bottom_layers,
     log_parameter_counts,
     model_parts,
+    set_trainable,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "log_parameter_counts",
     "model_parts",
     "register_strategy",
+    "set_trainable",
     "strategy_names",
 ]
 

@@ -94,7 +94,16 @@ _STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    """Class decorator: make `cls` available as `--strategy cls.name`."""
+    """Class decorator: make `cls` available as `--strategy cls.name`.
+
+    Raises:
+        TypeError: `cls` lacks `name` or `description`, or does not override `apply` (found when its module is
+            imported, not after training).
+    """
+    missing = [a for a in ("name", "description") if not isinstance(getattr(cls, a, None), str)]
+    missing += ["apply"] if cls.apply is Strategy.apply else []
+    if missing:
+        raise TypeError(f"strategy {cls.__name__} must define {missing} (see Strategy)")
     _STRATEGIES.add(cls.name, cls())
     return cls
 

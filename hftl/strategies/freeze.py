@@ -33,10 +33,19 @@ class Freeze(Strategy):
     resume_keys = ("num_frozen_layers",)
 
     def resolve(self, args, defaults):
-        """Without --num_frozen_layers, freeze half of the encoder layers."""
-        if args.num_frozen_layers is not None:
-            return args
-        return dataclasses.replace(args, num_frozen_layers=defaults.layer_count() // 2)
+        """Without --num_frozen_layers, freeze half of the encoder layers.
+
+        Raises:
+            InputError: more layers to freeze than the model has (before anything loads or trains).
+        """
+        count = defaults.layer_count()
+        if args.num_frozen_layers is None:
+            return dataclasses.replace(args, num_frozen_layers=count // 2)
+        if args.num_frozen_layers > count:
+            raise InputError(
+                f"--num_frozen_layers {args.num_frozen_layers} exceeds the model's {count} encoder layers."
+            )
+        return args
 
     def apply(self, model, parts, args, task_type):
         logger.info(

@@ -33,7 +33,16 @@ class TwoStage(Strategy):
     resume_keys = ("unfreeze_top_k",)
 
     def resolve(self, args, defaults):
-        """Without --stage2_learning_rate: --learning_rate / 10 if given, else the recipe's fine-tuning rate."""
+        """Check --unfreeze_top_k against the model's layers; without --stage2_learning_rate: --learning_rate / 10 if
+        given, else the recipe's fine-tuning rate.
+
+        Raises:
+            InputError: more layers to unfreeze than the model has (before anything loads or trains).
+        """
+        if args.unfreeze_top_k > defaults.layer_count():
+            raise InputError(
+                f"--unfreeze_top_k {args.unfreeze_top_k} exceeds the model's {defaults.layer_count()} encoder layers."
+            )
         if args.stage2_learning_rate is not None:
             return args
         rate = defaults.fine_tuning_rate

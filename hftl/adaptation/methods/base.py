@@ -74,7 +74,16 @@ _METHODS: Registry[type[AlignmentLoss]] = Registry("adaptation method", reserved
 
 
 def register_method(cls: type[AlignmentLoss]) -> type[AlignmentLoss]:
-    """Class decorator: make `cls` available as `--adaptation cls.name`."""
+    """Class decorator: make `cls` available as `--adaptation cls.name`.
+
+    Raises:
+        TypeError: `cls` lacks `name` or `card_text`, or does not override `from_arguments` and `forward` (found when
+            its module is imported, not after training).
+    """
+    missing = [a for a in ("name", "card_text") if not isinstance(getattr(cls, a, None), str)]
+    missing += [m for m in ("from_arguments", "forward") if getattr(cls, m).__qualname__.startswith("AlignmentLoss.")]
+    if missing:
+        raise TypeError(f"adaptation method {cls.__name__} must define {missing} (see AlignmentLoss)")
     _METHODS.add(cls.name, cls)
     return cls
 
