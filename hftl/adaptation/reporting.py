@@ -40,7 +40,7 @@ def _after(trained, config) -> tuple[np.ndarray, np.ndarray] | None:
 
 def write_gap_report(trained, run) -> dict:
     """Write `domain_gap.json` and `domain_gap.png`; return the figures (`before`, `after`: each the width of the
-    features, the input of the feature layer `run.layer`)."""
+    features, the input of the feature layer `run.layer`). Other processes only help extract, and return {}."""
     shift, data, config, layer_name = run.shift, run.data, run.config, run.layer.name
     y_s = np.asarray(data.source.splits["train"]["labels"])
     report: dict = {
@@ -49,7 +49,9 @@ def write_gap_report(trained, run) -> dict:
         "label_shift": shift.label_shift.as_dict(data.labels.names),
     }
     panels = {}
-    after = _after(trained, config)  # every process extracts its share
+    after = _after(trained, config)  # every process extracts its share; the main process measures and writes
+    if not trained.trainer.is_world_process_zero():
+        return {}
     phases = {"before": (shift.features["train"], shift.features["target_train"]), "after": after}
     for when, pair in phases.items():
         if pair is None:
@@ -59,11 +61,10 @@ def write_gap_report(trained, run) -> dict:
         pad = report[when]["proxy_a_distance"]
         title = f"{when} training (MMD^2 {report[when]['mmd']:.3f}, PAD {'n/a' if pad is None else f'{pad:.2f}'})"
         panels[title] = (pair[0], y_s[: len(pair[0])], pair[1], None)
-    if trained.trainer.is_world_process_zero():
-        save_report(report, config.training.output_dir)
-        path = os.path.join(config.training.output_dir, "domain_gap.png")
-        plot_projection(panels, data.labels.names, path, REPORT_EXAMPLES, config.training.seed)
-        logger.info("Domain gap: %s", json.dumps({k: v for k, v in report.items() if k in ("before", "after")}))
+    save_report(report, config.training.output_dir)
+    path = os.path.join(config.training.output_dir, "domain_gap.png")
+    plot_projection(panels, data.labels.names, path, REPORT_EXAMPLES, config.training.seed)
+    logger.info("Domain gap: %s", json.dumps({k: v for k, v in report.items() if k in ("before", "after")}))
     return report
 
 

@@ -106,11 +106,3 @@ class AdaptationTask(nn.Module):
             output["loss"] = output["cls_loss"] + self.trade_off * parts["align_loss"]
             output.update(parts)
         return output
-
-
-def loss_parts(output) -> dict[str, torch.Tensor]:
-    """The scalar parts of a task's output to log beside `loss` (`cls_loss`, `align_loss`, `grl_lambda` ...)."""
-    if not isinstance(output, dict):
-        return {}
-    skip = ("loss", "logits")
-    return {k: v for k, v in output.items() if k not in skip and isinstance(v, torch.Tensor) and v.numel() == 1}

@@ -8,6 +8,7 @@ it. Adding one means writing that file and one import line in `strategies/__init
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -53,7 +54,7 @@ class Defaults:
     layer_count: Callable[[], int]
 
 
-class Strategy:
+class Strategy(ABC):
     """Base class: full fine-tuning in one stage, saved with the Trainer (subclasses override what differs).
 
     Class attributes:
@@ -72,9 +73,9 @@ class Strategy:
         """The strategy flags with their model-dependent defaults filled in (a new object). Default: unchanged."""
         return args
 
+    @abstractmethod
     def apply(self, model: nn.Module, parts: ModelParts, args, task_type: str | None) -> nn.Module:
         """Set `requires_grad` (or add adapters); return the model to train."""
-        raise NotImplementedError
 
     def stages(self, args, training_args) -> list[Stage]:
         """The training stages, in order. Default: one stage at the run's epochs and learning rate."""
@@ -101,7 +102,7 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
             imported, not after training).
     """
     missing = [a for a in ("name", "description") if not isinstance(getattr(cls, a, None), str)]
-    missing += ["apply"] if cls.apply is Strategy.apply else []
+    missing += sorted(cls.__abstractmethods__)
     if missing:
         raise TypeError(f"strategy {cls.__name__} must define {missing} (see Strategy)")
     _STRATEGIES.add(cls.name, cls())

@@ -7,6 +7,7 @@ must keep (`resume_keys`). Adding one means writing that file and one import lin
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -29,7 +30,7 @@ class DomainOutputs:
     logits: torch.Tensor
 
 
-class AlignmentLoss(nn.Module):
+class AlignmentLoss(nn.Module, ABC):
     """A domain-alignment loss between source and target outputs.
 
     `forward(source, target, progress, w_s)` returns named loss parts: `align_loss`, the scalar tensor that the
@@ -50,6 +51,7 @@ class AlignmentLoss(nn.Module):
     resume_keys: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
+    @abstractmethod
     def from_arguments(cls, feature_size: int, num_labels: int, gamma: float, args) -> AlignmentLoss:
         """Build the loss for F = `feature_size` features and C = `num_labels` classes.
 
@@ -57,8 +59,8 @@ class AlignmentLoss(nn.Module):
             gamma: the rate of the lambda schedule (`--grl_gamma`), for methods that ramp their weight.
             args: an instance of `arguments_class` (None when the method has no flags).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def forward(
         self, source: DomainOutputs, target: DomainOutputs, progress: float, w_s: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
@@ -67,7 +69,6 @@ class AlignmentLoss(nn.Module):
         Args:
             progress: p, the fraction of training done, in [0, 1].
         """
-        raise NotImplementedError
 
 
 _METHODS: Registry[type[AlignmentLoss]] = Registry("adaptation method", reserved=("none",))
@@ -81,7 +82,7 @@ def register_method(cls: type[AlignmentLoss]) -> type[AlignmentLoss]:
             its module is imported, not after training).
     """
     missing = [a for a in ("name", "card_text") if not isinstance(getattr(cls, a, None), str)]
-    missing += [m for m in ("from_arguments", "forward") if getattr(cls, m).__qualname__.startswith("AlignmentLoss.")]
+    missing += sorted(cls.__abstractmethods__)
     if missing:
         raise TypeError(f"adaptation method {cls.__name__} must define {missing} (see AlignmentLoss)")
     _METHODS.add(cls.name, cls)
