@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
 from hftl.context import RunContext
 from hftl.data.checks import LabelInfo
-from hftl.metrics import flat_per_class, per_class_report, save_confusion_matrix, save_report
+from hftl.metrics import MAX_PLOT_CLASSES, flat_per_class, per_class_report, save_confusion_matrix, save_report
 from hftl.training import Trained
+
+logger = logging.getLogger("hftl")
 
 # metric prefix -> (the data's split, title of the confusion matrix)
 EVALUATIONS = {
@@ -26,6 +29,28 @@ def _write_predictions(path: str, rows: list[int] | None, predictions: np.ndarra
         handle.writelines(f"{row},{labels.names[p]}\n" for row, p in zip(rows, predictions, strict=True))
 
 
+def _save_split_report(report: dict, prefix: str, output_dir: str) -> None:
+    """`{prefix}_report.json` and, up to `MAX_PLOT_CLASSES` classes, `{prefix}_confusion_matrix.png`."""
+    save_report(report, os.path.join(output_dir, f"{prefix}_report.json"))
+    png = os.path.join(output_dir, f"{prefix}_confusion_matrix.png")
+    if not save_confusion_matrix(report, png, EVALUATIONS[prefix][1]):
+        logger.info(
+            "%s: %d classes, over %d: the confusion matrix is in %s_report.json, not plotted.",
+            prefix, len(report["labels"]), MAX_PLOT_CLASSES, prefix,
+        )  # fmt: skip
+
+
+def _warn_absent(labels: np.ndarray, prefix: str, names: list[str]) -> None:
+    absent = sorted(set(range(len(names))) - set(np.unique(labels).tolist()))
+    if absent:
+        shown = ", ".join(repr(names[i]) for i in absent[:10]) + (" ..." if len(absent) > 10 else "")
+        logger.warning(
+            "%s: %d of %d classes have no example (%s); macro precision / recall / F1 and balanced accuracy "
+            "average the %d classes present.",
+            prefix, len(absent), len(names), shown, len(names) - len(absent),
+        )  # fmt: skip
+
+
 def evaluate_split(trainer, dataset, rows, prefix: str, labels: LabelInfo, output_dir: str) -> dict[str, float]:
     """Predict `dataset`; metrics (prefixed), report, confusion matrix and predictions CSV in `output_dir`."""
     output = trainer.predict(dataset, metric_key_prefix=prefix)
@@ -34,12 +59,10 @@ def evaluate_split(trainer, dataset, rows, prefix: str, labels: LabelInfo, outpu
     predictions = np.asarray(logits).argmax(-1)
     if trainer.is_world_process_zero():
         if output.label_ids is not None:
+            _warn_absent(np.asarray(output.label_ids), prefix, labels.names)
             report = per_class_report(predictions, np.asarray(output.label_ids), labels.names)
             metrics.update(flat_per_class(report, prefix))
-            save_report(report, os.path.join(output_dir, f"{prefix}_report.json"))
-            save_confusion_matrix(
-                report, os.path.join(output_dir, f"{prefix}_confusion_matrix.png"), EVALUATIONS[prefix][1]
-            )
+            _save_split_report(report, prefix, output_dir)
         _write_predictions(os.path.join(output_dir, f"{prefix}_predictions.csv"), rows, predictions, labels)
     trainer.log_metrics(prefix, metrics)
     trainer.save_metrics(prefix, metrics)

@@ -1,15 +1,16 @@
 """Classification metrics, computed offline with scikit-learn (no metric scripts from the Hub).
 
-Macro averages weigh every class equally, whatever its size.
+Macro averages weigh every class present in the split equally, whatever its size (`summary_metrics`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from transformers import EvalPrediction
 
 
@@ -19,24 +20,31 @@ def _predictions(eval_pred: EvalPrediction) -> tuple[np.ndarray, np.ndarray]:
 
 
 def summary_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
-    """Accuracy, balanced accuracy and macro precision / recall / F1.
+    """Accuracy, balanced accuracy and macro precision / recall / F1, all over the classes present in `labels`.
+
+    A class with no example in the split has no recall, so it is left out of every macro average rather than
+    counted as 0: macro recall is then exactly balanced accuracy (scikit-learn's definition: the mean recall of the
+    classes present). Predictions of an absent class still count, as errors of the true classes' recall.
 
     Args:
         predictions: (N,) predicted class ids.
         labels: (N,) true class ids.
-        num_labels: number of classes (classes absent from `labels` count as zero, not as missing).
+        num_labels: number of classes the model predicts.
+
+    Returns:
+        accuracy, balanced_accuracy, precision, recall, f1 and `absent_classes` (classes with no example here).
     """
-    classes = list(range(num_labels))
+    present = sorted(int(c) for c in np.unique(labels))
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, predictions, labels=classes, average="macro", zero_division=0
+        labels, predictions, labels=present, average="macro", zero_division=0
     )
-    present = np.unique(labels)
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, predictions)) if len(present) > 1 else float("nan"),
+        "balanced_accuracy": float(recall),
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
+        "absent_classes": num_labels - len(present),
     }
 
 
@@ -50,13 +58,21 @@ def metrics_function(num_labels: int):
     return compute_metrics
 
 
+MAX_DENSE_CLASSES = 200  # above this, the confusion matrix is stored sparse (10,000 classes: 10^8 cells otherwise)
+MAX_PLOT_CLASSES = 50  # above this, a confusion-matrix plot is unreadable (and its figure runs into gigabytes)
+
+
 def per_class_report(predictions: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
-    """Per-class precision / recall / F1 / support and the confusion matrix (rows: true, columns: predicted)."""
+    """Per-class precision / recall / F1 / support and the confusion matrix (rows: true, columns: predicted).
+
+    Up to `MAX_DENSE_CLASSES` classes the matrix is dense (`confusion_matrix`, a list of rows); above, it is
+    `confusion_matrix_sparse`: `[true id, predicted id, count]` for each non-zero cell.
+    """
     classes = list(range(len(names)))
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=classes, average=None, zero_division=0
     )
-    return {
+    report = {
         "labels": names,
         "per_class": {
             name: {
@@ -67,8 +83,13 @@ def per_class_report(predictions: np.ndarray, labels: np.ndarray, names: list[st
             }
             for i, name in enumerate(names)
         },
-        "confusion_matrix": confusion_matrix(labels, predictions, labels=classes).tolist(),
     }
+    if len(names) <= MAX_DENSE_CLASSES:
+        report["confusion_matrix"] = confusion_matrix(labels, predictions, labels=classes).tolist()
+    else:
+        cells = Counter(zip(np.asarray(labels).tolist(), np.asarray(predictions).tolist(), strict=True))
+        report["confusion_matrix_sparse"] = [[t, p, n] for (t, p), n in sorted(cells.items())]
+    return report
 
 
 MAX_FLAT_CLASSES = 20
@@ -86,8 +107,14 @@ def flat_per_class(report: dict, prefix: str) -> dict[str, float]:
     return flat
 
 
-def save_confusion_matrix(report: dict, path_png: str, title: str) -> None:
-    """Write the confusion matrix of a `per_class_report` as a PNG (counts, true label on the rows)."""
+def save_confusion_matrix(report: dict, path_png: str, title: str) -> bool:
+    """Write the confusion matrix of a `per_class_report` as a PNG (counts, true label on the rows).
+
+    Returns:
+        False, writing nothing, above `MAX_PLOT_CLASSES` classes (the report file holds the matrix).
+    """
+    if len(report["labels"]) > MAX_PLOT_CLASSES:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,6 +132,7 @@ def save_confusion_matrix(report: dict, path_png: str, title: str) -> None:
     os.makedirs(os.path.dirname(path_png) or ".", exist_ok=True)
     figure.savefig(path_png, dpi=120)
     plt.close(figure)
+    return True
 
 
 def save_report(report: dict, path_json: str) -> None:

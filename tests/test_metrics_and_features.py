@@ -26,6 +26,17 @@ def test_summary_metrics_by_hand():
     assert m["balanced_accuracy"] == pytest.approx(m["recall"])
 
 
+def test_macro_recall_is_balanced_accuracy_when_a_class_is_absent():
+    """Class 2 has no example: both figures average the two present classes (they once said 0.5 and 0.333)."""
+    labels = np.array([0, 0, 1, 1])
+    predictions = np.array([0, 1, 1, 2])
+    m = summary_metrics(predictions, labels, 3)
+    assert m["recall"] == pytest.approx((0.5 + 0.5) / 2)
+    assert m["balanced_accuracy"] == pytest.approx(m["recall"])
+    assert m["precision"] == pytest.approx((1 + 0.5) / 2)
+    assert m["absent_classes"] == 1
+
+
 def test_report_and_png(tmp_path):
     report = per_class_report(np.array([0, 1, 1]), np.array([0, 1, 0]), ["cat", "dog"])
     assert report["confusion_matrix"] == [[1, 1], [0, 1]]
