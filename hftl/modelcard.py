@@ -12,7 +12,9 @@ from hftl.data.checks import LabelInfo
 _METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")
 
 
-def _results_table(metrics: dict[str, float]) -> str:
+def _results_table(metrics: dict[str, float] | None) -> str:
+    if metrics is None:  # the card written with the model, before evaluation; evaluation rewrites it
+        return "Not evaluated: the model was saved before evaluation, which did not finish (see the run's log)."
     rows = []
     for prefix, name in (("eval", "validation"), ("test", "test"), ("target", "target domain")):
         values = [metrics.get(f"{prefix}_{m}") for m in _METRICS]
@@ -22,7 +24,15 @@ def _results_table(metrics: dict[str, float]) -> str:
     if not rows:
         return "No evaluation was run."
     header = "| split | " + " | ".join(_METRICS) + " |\n|---|" + "---|" * len(_METRICS)
-    return header + "\n" + "\n".join(rows) + "\n\nPrecision, recall and F1 are macro averages over the classes."
+    return (
+        header
+        + "\n"
+        + "\n".join(rows)
+        + (
+            "\n\nPrecision, recall and F1 are macro averages over the classes present in each split (macro recall is"
+            " balanced accuracy)."
+        )
+    )
 
 
 def _eval_results(
@@ -108,7 +118,7 @@ def model_card(
     strategy: str,
     strategy_details: str,
     labels: LabelInfo,
-    metrics: dict[str, float],
+    metrics: dict[str, float] | None,
     hyperparameters: dict[str, object],
     is_adapter: bool,
     custom_code: bool = False,
@@ -123,9 +133,18 @@ def model_card(
 
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
     `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
+    `metrics`: None before evaluation (the card saved with the model says it is not evaluated yet).
     """
     data = _card_data(
-        model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, data_description
+        model_path,
+        pipeline_task,
+        hub_dataset,
+        strategy,
+        labels,
+        metrics or {},
+        is_adapter,
+        adaptation,
+        data_description,
     )
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
     adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""

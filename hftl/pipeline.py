@@ -1,6 +1,9 @@
 """The run every recipe shares, as named steps: each takes what earlier steps returned and changes none of it.
 
-    config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> evaluate -> reports -> save
+    config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> save the model -> evaluate
+    -> reports -> card and push
+
+The model is saved as soon as it is trained: an error in evaluation or the reports loses no training.
 
 "How hftl is built" in the project's README.md says where each step lives.
 """
@@ -22,7 +25,7 @@ from hftl.inputs import build_inputs
 from hftl.modalities.base import Modality
 from hftl.modeling import load_model
 from hftl.output import check_output_dir, start_output_dir
-from hftl.saving import save
+from hftl.saving import publish, save_model
 from hftl.strategies import get_strategy, log_parameter_counts, model_parts
 from hftl.training import train_stages
 
@@ -63,7 +66,8 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         trained.metrics.update(
             train_samples=len(data.source.splits["train"]), trainable_parameters=counts[0], total_parameters=counts[1]
         )
+    save_model(run, model, trained, counts)
     metrics = evaluate(trained, run)
     metrics.update(domain_reports(trained, run))
-    save(run, model, trained, metrics, counts)
+    publish(run, trained, metrics, counts)
     return metrics

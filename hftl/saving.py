@@ -25,7 +25,7 @@ def _adaptation_name(config: RunConfig) -> str | None:
     return f"{method} + importance_weighting" if weighted else method
 
 
-def _card(run: RunContext, metrics: dict[str, float], counts: tuple[int, int]):
+def _card(run: RunContext, metrics: dict[str, float] | None, counts: tuple[int, int]):
     config, data, loaded = run.config, run.data, run.loaded
     args, training, strategy = config.strategy, config.training, get_strategy(config.strategy.strategy)
     trainable, total = counts
@@ -53,25 +53,35 @@ def _card(run: RunContext, metrics: dict[str, float], counts: tuple[int, int]):
     )
 
 
-def save(run: RunContext, model, trained, metrics: dict[str, float], counts: tuple[int, int]) -> None:
-    """Save the model (the strategy decides how), then on the main process the config, the card, and push; then
-    wait for every process and close the process group.
+def save_model(run: RunContext, model, trained, counts: tuple[int, int]) -> None:
+    """Save the trained model before anything else can fail (the strategy decides how), then on the main process
+    the resolved config and a card marked "not evaluated" (`publish` rewrites it with the metrics).
 
     Args:
         model: the trained model (a peft model for LoRA); counts: its (trainable, total) parameters.
-
-    Raises:
-        PushError: `--push_to_hub` failed (the local output is complete).
     """
     config, output_dir = run.config, run.config.training.output_dir
     get_strategy(config.strategy.strategy).save(model, trained.trainer, run.processor, output_dir, config.strategy)
     if trained.trainer.is_world_process_zero():
         write_config(config, output_dir)
-        _card(run, metrics, counts).save(os.path.join(output_dir, "README.md"))
-        logger.info("Saved the model, its card and results to %s", output_dir)
+        _card(run, None, counts).save(os.path.join(output_dir, "README.md"))
+        logger.info("Saved the model to %s (before evaluation, so that an evaluation error loses nothing)", output_dir)
+
+
+def publish(run: RunContext, trained, metrics: dict[str, float], counts: tuple[int, int]) -> None:
+    """After evaluation: on the main process the card with the metrics and the push; then wait for every process
+    and close the process group.
+
+    Raises:
+        PushError: `--push_to_hub` failed (the local output is complete).
+    """
+    config, output_dir = run.config, run.config.training.output_dir
     try:
-        if trained.trainer.is_world_process_zero() and config.push_to_hub:
-            hub.push_to_hub(output_dir, config.training, token=config.hub_token)
+        if trained.trainer.is_world_process_zero():
+            _card(run, metrics, counts).save(os.path.join(output_dir, "README.md"))
+            logger.info("Saved the model card and results to %s", output_dir)
+            if config.push_to_hub:
+                hub.push_to_hub(output_dir, config.training, token=config.hub_token)
     finally:
         _finish(trained.trainer)
 

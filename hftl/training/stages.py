@@ -10,6 +10,7 @@ from hftl.features import cache_is_exact, head_modules, wrapped_name
 from hftl.output import resume_checkpoint
 from hftl.strategies import Stage
 from hftl.training.cached_head import train_cached_head
+from hftl.training.checkpointing import keep_gradients_flowing
 from hftl.training.result import Trained
 from hftl.training.trainers import classifier_trainer, stage_arguments, task_trainer
 
@@ -60,6 +61,7 @@ def train_stages(model, parts, strategy, run: RunContext) -> Trained:
         run: what the steps before training produced.
     """
     config = run.config
+    keep_gradients_flowing(model, config.training)  # frozen layers under reentrant checkpointing
     earlier: dict[str, float] = {}
     trained = None
     for stage in strategy.stages(config.strategy, config.training):
