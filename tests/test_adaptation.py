@@ -199,7 +199,7 @@ def test_prior_estimation_recovers_a_shifted_prior(estimator):
     x_train, y_train = _shifted_gaussians(source_prior, 3000, rng)
     x_val, y_val = _shifted_gaussians(source_prior, 3000, rng)
     x_target, _ = _shifted_gaussians(target_prior, 4000, rng)
-    estimated_source, estimated = estimate_target_prior(
+    estimated_source, estimated, _ = estimate_target_prior(
         x_train, y_train, x_val, y_val, x_target, 3, estimator=estimator
     )
     assert np.abs(estimated_source - source_prior).max() < 0.03
@@ -242,6 +242,7 @@ def test_bbse_without_a_class_in_the_heldout_data_falls_back_to_em(caplog):
     x_train, y_train = _shifted_gaussians([1 / 3, 1 / 3, 1 / 3], 1500, rng)
     x_val, y_val = _shifted_gaussians([0.5, 0.5, 0.0], 600, rng)  # no class 2 in the held-out split
     x_target, _ = _shifted_gaussians([0.7, 0.2, 0.1], 3000, rng)
-    _, estimated = estimate_target_prior(x_train, y_train, x_val, y_val, x_target, 3, estimator="bbse")
+    _, estimated, used = estimate_target_prior(x_train, y_train, x_val, y_val, x_target, 3, estimator="bbse")
     assert "Estimating the target prior by EM instead" in caplog.text
+    assert used == "em"  # label_shift.json and the card once said "bbse" after this fallback
     assert np.abs(estimated - [0.7, 0.2, 0.1]).max() < 0.05

@@ -10,6 +10,7 @@ Combes et al., NeurIPS 2020, arXiv:2003.04475).
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,6 +99,15 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
 
 
+class PriorEstimate(NamedTuple):
+    """What `estimate_target_prior` found: the source prior (C,), the estimated target prior (C,), and the estimator
+    that produced it (BBSE falls back to EM when a class is absent from the held-out data)."""
+
+    source_prior: np.ndarray
+    target_prior: np.ndarray
+    estimator: str
+
+
 def estimate_target_prior(
     train_features: np.ndarray,
     train_labels: np.ndarray,
@@ -107,7 +117,7 @@ def estimate_target_prior(
     num_classes: int,
     estimator: str = "bbse",
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> PriorEstimate:
     """Estimate the target prior from features: a logistic regression trained on the source, then BBSE or EM.
 
     Args:
@@ -118,7 +128,8 @@ def estimate_target_prior(
         estimator: "bbse" or "em".
 
     Returns:
-        (source prior from train_labels (C,), estimated target prior (C,)).
+        `PriorEstimate`: source prior from train_labels (C,), estimated target prior (C,), and the estimator used
+        ("em" when "bbse" was asked for but a class is absent from `heldout_labels`).
 
     Raises:
         ValueError: an unknown estimator.
@@ -147,5 +158,6 @@ def estimate_target_prior(
         )
         estimator = "em"
     if estimator == "em":
-        return source_prior, em_prior(target_probabilities, source_prior)
-    return source_prior, bbse_prior(probabilities(heldout_features), np.asarray(heldout_labels), target_probabilities)
+        return PriorEstimate(source_prior, em_prior(target_probabilities, source_prior), "em")
+    heldout = probabilities(heldout_features)
+    return PriorEstimate(source_prior, bbse_prior(heldout, np.asarray(heldout_labels), target_probabilities), "bbse")

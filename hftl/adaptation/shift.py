@@ -58,15 +58,14 @@ class DomainShift:
 
 
 def _estimate(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], num_classes: int, config) -> LabelShift:
-    estimator = config.adaptation.label_shift_estimator
-    source_prior, target_prior = estimate_target_prior(
+    source_prior, target_prior, estimator = estimate_target_prior(
         features["train"],
         labels["train"],
         features["validation"],
         labels["validation"],
         features["target_train"],
         num_classes,
-        estimator,
+        config.adaptation.label_shift_estimator,
         config.training.seed,
     )
     shift = LabelShift(
