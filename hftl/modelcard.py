@@ -93,6 +93,12 @@ def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom
             f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path, '
             "trust_remote_code=True)\n```\nIn a process that imported `hftl`, `trust_remote_code` is not needed."
         )
+    elif pipeline_task == "text-classification":
+        loader = (
+            '```python\nfrom transformers import pipeline\nclassifier = pipeline("text-classification", model=path)\n'
+            'classifier(["first text", "second text"], truncation=True, top_k=None)\n```\n'
+            "`truncation=True` cuts texts where training did (the tokenizer's `model_max_length`)."
+        )
     else:
         loader = (
             f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'

@@ -60,6 +60,12 @@ class TextModality(Modality):
             trust_remote_code=model_args.trust_remote_code,
         )
 
+    def configure_processor(self, processor, args: TextArguments):
+        """The saved tokenizer's `model_max_length` becomes the length training truncated to (`--max_seq_length`,
+        capped by the model's), so that `pipeline(...)(text, truncation=True)` sees what training saw."""
+        processor.model_max_length = min(args.max_seq_length, processor.model_max_length)
+        return processor
+
     def preprocess(
         self,
         splits: DatasetDict,
