@@ -109,13 +109,14 @@ def _csv_options(flag: str, path: str, encoding: str, delimiter: str | None) -> 
     detected = delimiter is None
     delimiter = detect_delimiter(sample, preferred) if detected else delimiter
     header = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+    header = [name.strip() for name in header]  # read with surrounding spaces, renamed without (see `read_file`)
     repeated = [name for name, count in Counter(header).items() if count > 1]
     if repeated:
         places = {name: [i + 1 for i, n in enumerate(header) if n == name] for name in repeated}
         raise InputError(
-            f"{flag} {path}: the header names column(s) more than once: "
-            + ", ".join(f"'{name}' (columns {places[name]})" for name in repeated)
-            + f". Only one could be read (the other would be renamed '{repeated[0]}.1'); rename or remove the "
+            f"{flag} {path}: its header names "
+            + ", ".join(f"column '{name}' more than once (columns {places[name]})" for name in repeated)
+            + f"; only one could be read (the other would be renamed '{repeated[0]}.1'). Rename or remove the "
             f"duplicate in the file's first line."
         )
     note = f"delimiter {delimiter!r} ({'detected' if detected else '--delimiter'}), encoding {encoding}"
@@ -203,6 +204,10 @@ def read_file(flag: str, path: str, delimiter: str | None = None, encoding: str 
             options["encoding"] = encoding
     if dataset is None:
         dataset = _build(flag, path, builder, options)
+    spaced = {name: name.strip() for name in dataset.column_names if name != name.strip() and name.strip()}
+    if builder == "csv" and spaced:  # "text, label": the second column is ' label'
+        dataset = dataset.rename_columns(spaced)
+        note += f", column names stripped of spaces {sorted(spaced)}"
     dataset, flattened = _flatten(dataset)
     if flattened:
         note += f"{', ' if note else ''}nested fields flattened to columns {flattened}"
