@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hftl.adaptation.methods import method_names
+from hftl.data.files import file_options
 from hftl.errors import InputError
 from hftl.strategies import strategy_names
 
@@ -71,13 +72,13 @@ class DataTrainingArguments:
     )
     merge_label_variants: bool = field(
         default=False,
-        metadata={
-            "help": "Merge labels that differ only by case or surrounding spaces into their most frequent "
-            "spelling (default: refuse them)."
-        },
+        metadata={"help": "Merge labels that differ only by case or spaces into their commonest spelling."},
     )
+    delimiter: str | None = field(default=None, metadata={"help": "CSV / TSV delimiter, e.g. ';' (default: detected)."})
+    encoding: str | None = field(default=None, metadata={"help": "Encoding of CSV / TSV / JSON files, e.g. latin-1."})
 
     def __post_init__(self):
+        self.delimiter, self.encoding = file_options(self.delimiter, self.encoding)
         if self.dataset_name and self.train_file:
             raise InputError("Give either --dataset_name or --train_file, not both.")
         if (self.validation_file or self.test_file) and not self.train_file:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 
@@ -23,10 +24,13 @@ EVALUATIONS = {
 
 
 def _write_predictions(path: str, rows: list[int] | None, predictions: np.ndarray, labels: LabelInfo) -> None:
+    """`source_row,prediction` per example (the 0-based row in its file / split, the predicted class name), written
+    with the csv module: a class name holding a comma, a quote or a newline is quoted, and reads back as written."""
     rows = rows if rows is not None else list(range(len(predictions)))
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("source_row,prediction\n")  # source_row: 0-based row of the example in its file / split
-        handle.writelines(f"{row},{labels.names[p]}\n" for row, p in zip(rows, predictions, strict=True))
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["source_row", "prediction"])
+        writer.writerows((row, labels.names[p]) for row, p in zip(rows, predictions, strict=True))
 
 
 def _save_split_report(report: dict, prefix: str, output_dir: str) -> None:

@@ -6,19 +6,27 @@ Every problem is reported with the file or split, the column and the rows, and w
 from __future__ import annotations
 
 import logging
-import math
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from datasets import ClassLabel, DatasetDict
 
+from hftl.data.labels import (
+    LABELS,
+    carve_validation,
+    class_counts,
+    class_names,
+    column_values,
+    is_blank,
+    label_values,
+    merge_variants,
+)
 from hftl.data.loading import RawData
 from hftl.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-LABELS = "labels"  # the encoded label column every model-ready split carries
+__all__ = ["LABELS", "LabelInfo", "check_and_encode", "check_and_encode_target"]
 SOURCE_ROW = "__hftl_source_row__"
 
 
@@ -54,26 +62,23 @@ def _check_columns(raw: RawData, columns: list[str], label_column: str) -> set[s
         for column in columns:
             if column not in available:
                 raise InputError(
-                    f"{raw.where(split)}: no column '{column}'. Available columns: {available}. "
-                    f"Choose one with --text_column_name / --label_column_name (or the recipe's column flags)."
+                    f"{raw.where(split)}: no column '{column}'. Available columns: {available}."
+                    f"{raw.header_hint(split)} Choose one with --text_column_name / --label_column_name (or the "
+                    f"recipe's column flags)."
                 )
         if label_column not in available or (
-            split == "test" and all(_is_missing(v) or v == "" for v in dataset[label_column])
+            split == "test" and all(is_blank(v) for v in column_values(dataset, label_column))
         ):
             if split == "test":  # a test split without labels (or with an empty label column) is predicted only
                 unlabelled.add(split)
                 continue
             raise InputError(
-                f"{raw.where(split)}: no label column '{label_column}'. Available columns: {available}. "
-                f"Name it with --label_column_name."
+                f"{raw.where(split)}: no label column '{label_column}'. Available columns: {available}."
+                f"{raw.header_hint(split)} Name it with --label_column_name."
             )
         if len(dataset) == 0:
             raise InputError(f"{raw.where(split)} is empty: it needs at least one example.")
     return unlabelled
-
-
-def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _check_rows(
@@ -91,16 +96,16 @@ def _check_rows(
         dataset = raw.splits[split]
         bad: dict[str, list[int]] = {}
         for column in input_columns:
-            values = dataset[column]
+            values = column_values(dataset, column)
             rows = [i for i, value in enumerate(values) if not is_valid_input(value)]
             if rows:
                 shown = f" e.g. {', '.join(describe_input(values[i]) for i in rows[:5])}" if describe_input else ""
                 bad[f"column '{column}' ({input_problem}{shown})"] = rows
         if split not in unlabelled:
-            label_feature = dataset.features[label_column]
-            missing = [i for i, value in enumerate(dataset[label_column]) if _is_missing(value)]
-            if isinstance(label_feature, ClassLabel) and split != "test":
-                missing += [i for i, value in enumerate(dataset[label_column]) if value == -1]
+            labels = column_values(dataset, label_column)
+            missing = [i for i, value in enumerate(labels) if is_blank(value)]
+            if isinstance(dataset.features[label_column], ClassLabel) and split != "test":
+                missing += [i for i, value in enumerate(labels) if value == -1]
             if missing:
                 bad[f"column '{label_column}' (missing label)"] = sorted(missing)
         if not bad:
@@ -117,59 +122,6 @@ def _check_rows(
             raise InputError(f"{raw.where(split)}: every row is invalid ({', '.join(bad)}).")
         logger.warning("Dropped %d invalid row(s) of %s (%s).", len(all_rows), raw.where(split), ", ".join(bad))
         raw.splits[split] = dataset.select(keep)
-
-
-def _label_values(raw: RawData, label_column: str, split: str) -> list:
-    """The labels of a split as strings (ClassLabel ids become their names; integral floats become ints)."""
-    dataset = raw.splits[split]
-    feature = dataset.features[label_column]
-    values = dataset[label_column]
-    if isinstance(feature, ClassLabel):
-        return [feature.int2str(v) if v >= 0 else None for v in values]
-    if any(isinstance(v, list | dict) for v in values[:100]):
-        raise InputError(
-            f"{raw.where(split)}: column '{label_column}' holds lists or mappings; hftl trains single-label "
-            f"classifiers, one label per row."
-        )
-    if any(isinstance(v, float) for v in values):
-        fractional = [i for i, v in enumerate(values) if isinstance(v, float) and not float(v).is_integer()]
-        if fractional:
-            raise InputError(
-                f"{raw.where(split, fractional)}: column '{label_column}' holds fractional numbers; hftl trains "
-                f"classifiers, and needs class names or integer class ids."
-            )
-        values = [int(v) for v in values]
-    return [v if isinstance(v, str) else str(v) for v in values]
-
-
-def _merge_variants(values_by_split: dict[str, list[str]], merge: bool, raw: RawData, label_column: str) -> None:
-    """Labels that differ only by case or surrounding spaces: refuse, or merge into the most frequent spelling."""
-    spellings: dict[str, Counter] = defaultdict(Counter)
-    for values in values_by_split.values():
-        for v in values:
-            if v is not None:
-                spellings[v.strip().casefold()][v] += 1
-    variants = {key: counter for key, counter in spellings.items() if len(counter) > 1}
-    if not variants:
-        return
-    groups = "; ".join(" / ".join(repr(s) for s in counter) for counter in variants.values())
-    if not merge:
-        raise InputError(
-            f"Column '{label_column}' has labels that differ only by case or surrounding spaces: {groups}. "
-            f"They would become separate classes. Fix the data, or pass --merge_label_variants to merge each group "
-            f"into its most frequent spelling."
-        )
-    canonical = {spelling: counter.most_common(1)[0][0] for counter in variants.values() for spelling in counter}
-    logger.warning("Merged label variants into their most frequent spelling: %s", canonical)
-    for split, values in values_by_split.items():
-        values_by_split[split] = [canonical.get(v, v) for v in values]
-
-
-def _sort_key(name: str):
-    try:
-        return (0, int(name), name)
-    except ValueError:
-        return (1, 0, name)
 
 
 def check_and_encode(
@@ -212,48 +164,69 @@ def check_and_encode(
     """
     if "train" not in raw.splits:
         raise InputError(f"The data has no 'train' split (it has {sorted(raw.splits)}).")
+    _check_label_is_no_input(input_columns, label_column)
     unlabelled = _check_columns(raw, input_columns, label_column)
     for split in raw.splits:  # remember each example's source row through drops, carving and truncation
         raw.splits[split] = raw.splits[split].add_column(SOURCE_ROW, list(range(len(raw.splits[split]))))
     checks = (is_valid_input, input_problem, drop_invalid_examples, describe_input)
     _check_rows(raw, input_columns, label_column, checks[0], checks[1], checks[2], unlabelled, checks[3])
-    values = {split: _label_values(raw, label_column, split) for split in raw.splits if split not in unlabelled}
+    values = {split: label_values(raw, label_column, split) for split in raw.splits if split not in unlabelled}
     if "test" in values and all(v is None for v in values["test"]):  # e.g. GLUE test sets, labelled -1
         del values["test"]
-    _merge_variants(values, merge_label_variants, raw, label_column)
-    names = _class_names(raw, values, label_column)
+    merge_variants(values, merge_label_variants, label_column)
+    names = class_names(raw, values, label_column)
     splits = _encode(raw, values, ClassLabel(names=names), input_columns)
     if "validation" not in splits:
-        _carve_validation(splits, validation_split_percentage, seed)
-    _truncate(splits, {"train": max_train_samples, "validation": max_eval_samples, "test": max_predict_samples})
-    counts = {s: [d[LABELS].count(i) for i in range(len(names))] for s, d in splits.items() if LABELS in d.column_names}
+        carve_validation(splits, validation_split_percentage, seed, raw.where("train"))
+    limits = {"train": max_train_samples, "validation": max_eval_samples, "test": max_predict_samples}
+    counts = _limit_source(splits, limits, names, raw.where("train"))
     splits, source_rows = _without_source_rows(splits)
     return splits, LabelInfo(names=names, counts=counts, source_rows=source_rows)
 
 
-def _class_names(raw: RawData, values: dict[str, list], label_column: str) -> list[str]:
-    """The class names (a `ClassLabel`'s own, else the sorted training labels).
+def _check_label_is_no_input(input_columns: list[str], label_column: str) -> None:
+    """Raises: InputError when the label column is also an input column (the model would read its answer)."""
+    if label_column in input_columns:
+        raise InputError(
+            f"Column '{label_column}' is both an input column ({input_columns}) and the label column "
+            f"(--label_column_name {label_column}): the model would read the answer it must predict. Name another "
+            f"input column (--text_column_name / --text_pair_column_name, --image_column_name, --audio_column_name) "
+            f"or another --label_column_name."
+        )
+
+
+LIMIT_FLAGS = {"train": "--max_train_samples", "validation": "--max_eval_samples", "test": "--max_predict_samples"}
+
+
+def _limit_source(splits: DatasetDict, limits: dict[str, int | None], names: list[str], where: str) -> dict:
+    """Keep the first N examples of each split with a limit (`--max_*_samples`); the labelled splits' class counts.
 
     Raises:
-        InputError: fewer than two classes in train, or labels of another split never seen in train.
+        InputError: `--max_train_samples` keeps no example of a training class (named); a validation or test limit
+            that drops a class only warns (evaluating on a subset is a choice).
     """
-    train_feature = raw.splits["train"].features[label_column]
-    names = (
-        list(train_feature.names)
-        if isinstance(train_feature, ClassLabel)
-        else sorted(set(values["train"]), key=_sort_key)
-    )
-    if len(set(values["train"])) < 2:
-        raise InputError(f"{raw.where('train')}: only one class ({names}); a classifier needs at least two.")
-    seen = set(values["train"])
-    for split in values:
-        unseen = sorted(set(values[split]) - seen - {None})
-        if unseen:
+    counts = {}
+    for split, dataset in list(splits.items()):
+        limit = limits.get(split)
+        if limit is not None and len(dataset) > limit:
+            splits[split] = dataset.select(range(limit))
+        if LABELS not in dataset.column_names:
+            continue
+        counts[split] = class_counts(splits[split], len(names))
+        if len(splits[split]) == len(dataset):
+            continue
+        before = class_counts(dataset, len(names))
+        lost = [names[i] for i, (b, a) in enumerate(zip(before, counts[split], strict=True)) if b and not a]
+        if lost and split == "train":
             raise InputError(
-                f"{raw.where(split)}: label(s) {unseen} never occur in train ({raw.where('train')}). "
-                f"Add training examples of them, or remove those rows."
+                f"--max_train_samples {limit} keeps the first {limit} of {len(dataset)} training examples ({where}), "
+                f"and they hold no example of class(es) {lost[:20]}{' ...' if len(lost) > 20 else ''}: the model "
+                f"would have outputs it never learns. Raise --max_train_samples, shuffle the file (it may be sorted "
+                f"by label), or remove those classes."
             )
-    return names
+        if lost:
+            logger.warning("%s %d keeps no %s example of class(es) %s.", LIMIT_FLAGS[split], limit, split, lost[:20])
+    return counts
 
 
 def _encode(raw: RawData, values: dict[str, list], class_label: ClassLabel, input_columns: list[str]) -> DatasetDict:
@@ -264,27 +237,9 @@ def _encode(raw: RawData, values: dict[str, list], class_label: ClassLabel, inpu
         dataset = dataset.remove_columns([c for c in dataset.column_names if c not in input_columns + [SOURCE_ROW]])
         if split in values:
             ids = [label2id[v] if v is not None else -1 for v in values[split]]
-            dataset = dataset.add_column(LABELS, ids).cast_column(LABELS, class_label)
+            dataset = dataset.add_column(LABELS, ids, feature=class_label)
         splits[split] = dataset
     return splits
-
-
-def _carve_validation(splits: DatasetDict, percentage: float, seed: int) -> None:
-    """Carve `percentage` of train out as the validation split (stratified by label when possible, seeded)."""
-    fraction = percentage / 100
-    try:
-        carved = splits["train"].train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABELS)
-    except ValueError as error:
-        logger.warning("Stratified validation split impossible (%s); splitting at random.", error)
-        carved = splits["train"].train_test_split(test_size=fraction, seed=seed)
-    splits["train"], splits["validation"] = carved["train"], carved["test"]
-    logger.info(
-        "No validation split given: carved %d of %d training examples (%.1f%%, stratified, seed %d).",
-        len(carved["test"]),
-        len(carved["train"]) + len(carved["test"]),
-        percentage,
-        seed,
-    )
 
 
 def _truncate(splits: DatasetDict, limits: dict[str, int | None]) -> None:
@@ -296,7 +251,7 @@ def _truncate(splits: DatasetDict, limits: dict[str, int | None]) -> None:
 
 def _without_source_rows(splits: DatasetDict) -> tuple[DatasetDict, dict[str, list[int]]]:
     """The splits without their source-row column, and that column (split -> rows)."""
-    rows = {split: dataset[SOURCE_ROW] for split, dataset in splits.items()}
+    rows = {split: column_values(dataset, SOURCE_ROW) for split, dataset in splits.items()}
     return DatasetDict({split: dataset.remove_columns(SOURCE_ROW) for split, dataset in splits.items()}), rows
 
 
@@ -326,16 +281,16 @@ def check_and_encode_target(
     """
     _select_target_splits(raw, input_columns)
     test_labels = (
-        raw.splits["test"][label_column]
+        column_values(raw.splits["test"], label_column)
         if "test" in raw.splits and label_column in raw.splits["test"].column_names
         else []
     )
-    labelled = {"test"} if not all(_is_missing(v) or v == "" for v in test_labels) else set()
+    labelled = {"test"} if not all(is_blank(v) for v in test_labels) else set()
     checks = (is_valid_input, input_problem, drop_invalid_examples, describe_input)
     _check_rows(
         raw, input_columns, label_column, checks[0], checks[1], checks[2], set(raw.splits) - labelled, checks[3]
     )
-    values = {split: _label_values(raw, label_column, split) for split in labelled}
+    values = {split: label_values(raw, label_column, split) for split in labelled}
     for split, split_values in values.items():
         unknown = sorted({v for v in split_values if v is not None} - set(labels.names))
         if unknown:

@@ -64,6 +64,8 @@ def _load_raw(modality, config, target: bool, columns: list[str] | None) -> tupl
         token=model.token,
         folders=adaptation.target_folders() if target else getattr(config.inputs, "folders", dict)(),
         folder_builder=modality.folder_builder,
+        delimiter=data.delimiter,
+        encoding=data.encoding,
     )
     if target:
         raw.sources = {split: _target_flags(where) for split, where in raw.sources.items()}
@@ -99,7 +101,8 @@ def _load_source(modality, config) -> tuple[DomainData, LabelInfo, list[str]]:
     )
     labelled = "test" in splits and "labels" in splits["test"].column_names
     logger.info("Data: %s", raw.description)
-    logger.info("Splits: %s; classes: %s", {s: len(d) for s, d in splits.items()}, labels.names)
+    names = labels.names if len(labels.names) <= 20 else [*labels.names[:10], f"... {len(labels.names) - 10} more"]
+    logger.info("Splits: %s; %d classes: %s", {s: len(d) for s, d in splits.items()}, len(labels.names), names)
     return DomainData(splits, labels.source_rows, raw.description, raw.hub_dataset, labelled), labels, columns
 
 

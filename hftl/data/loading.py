@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from datasets import DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset
 
 from hftl.data.builtin import BUILTIN_DATASETS, load_builtin
+from hftl.data.files import header_problem, read_file
 from hftl.errors import InputError
-
-# file extension -> `datasets` builder name
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
 @dataclass
@@ -46,27 +44,18 @@ class RawData:
             text += ", header not counted; file line = row + 2)" if split in self.csv_splits else ")"
         return text
 
+    def header_hint(self, split: str) -> str:
+        """For a split read from a CSV file whose first line looks like data, not a header: a sentence saying so
+        and how to fix it (starting with a space); else ''."""
+        if split not in self.csv_splits:
+            return ""
+        problem = header_problem(self.splits[split])
+        return f" {self.files.get(split, self.where(split))}: {problem}." if problem else ""
 
-def _load_file(split: str, path: str) -> DatasetDict:
-    if not os.path.isfile(path):
-        raise InputError(f"--{split}_file {path}: no such file.")
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in FILE_BUILDERS:
-        raise InputError(
-            f"--{split}_file {path}: unsupported extension '{extension}'. Use one of {sorted(FILE_BUILDERS)}."
-        )
-    kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
-    try:
-        loaded = load_dataset(FILE_BUILDERS[extension], data_files={split: path}, **kwargs)
-    except Exception as error:  # datasets wraps parser errors in several exception types
-        cause = error.__cause__ or error
-        if "corresponds to no data" in str(error) or os.path.getsize(path) == 0:
-            raise InputError(f"--{split}_file {path} is empty: it needs at least one example.") from None
-        raise InputError(
-            f"--{split}_file {path} does not parse as {FILE_BUILDERS[extension].upper()}: "
-            f"{type(cause).__name__}: {str(cause).strip()[:500]}"
-        ) from None
-    return loaded
+
+def _load_file(split: str, path: str, delimiter: str | None = None, encoding: str | None = None) -> Dataset:
+    """One split read from a local file (see `hftl.data.files.read_file`)."""
+    return read_file(f"--{split}_file", path, delimiter, encoding)
 
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
@@ -121,11 +110,14 @@ def load_raw_data(
     token: str | None = None,
     folders: dict[str, str] | None = None,
     folder_builder: str | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> RawData:
     """Read the raw splits from local files or folders, a built-in dataset, or a Hub dataset, in that order.
 
     With none of them given, the recipe's `default_dataset` (a built-in name) is used. `folders` (split -> folder,
-    one sub-folder per class) are read with the `folder_builder` ("imagefolder", "audiofolder").
+    one sub-folder per class) are read with the `folder_builder` ("imagefolder", "audiofolder"). `delimiter` and
+    `encoding` apply to CSV / TSV (and JSON) files; None detects them (see `hftl.data.files`).
 
     Raises:
         InputError: a file or folder is missing, has an unknown extension or does not parse; a dataset cannot be
@@ -140,7 +132,8 @@ def load_raw_data(
             raise InputError("--validation_dir / --test_dir need --train_dir as well.")
         return _load_folders(folders, folder_builder or "imagefolder")
     if train_file:
-        return _load_files({"train": train_file, "validation": validation_file, "test": test_file})
+        paths = {"train": train_file, "validation": validation_file, "test": test_file}
+        return _load_files(paths, delimiter, encoding)
     name = dataset_name or default_dataset
     if name is None:
         raise InputError("No data given: pass --dataset_name or --train_file (see `hftl datasets`).")
@@ -152,10 +145,10 @@ def load_raw_data(
     return _load_hub(name, dataset_config_name, cache_dir, token)
 
 
-def _load_files(paths: dict[str, str | None]) -> RawData:
+def _load_files(paths: dict[str, str | None], delimiter: str | None = None, encoding: str | None = None) -> RawData:
     """Splits read from local files (split -> path; None: not given)."""
     files = {split: path for split, path in paths.items() if path}
-    splits = DatasetDict({split: _load_file(split, path)[split] for split, path in files.items()})
+    splits = DatasetDict({split: _load_file(split, path, delimiter, encoding) for split, path in files.items()})
     sources = {split: f"--{split}_file {path}" for split, path in files.items()}
     csv_splits = {split for split, path in files.items() if path.lower().endswith((".csv", ".tsv"))}
     names = ", ".join(os.path.basename(path) for path in files.values())

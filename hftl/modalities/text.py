@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from datasets import DatasetDict
 from transformers import (
     AutoModelForSequenceClassification,
@@ -17,6 +19,8 @@ from hftl.data.checks import LABELS
 from hftl.data.loading import RawData
 from hftl.errors import InputError
 from hftl.modalities.base import Modality
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content")
 
@@ -42,10 +46,18 @@ class TextModality(Modality):
             text = next((c for c in DEFAULT_TEXT_COLUMNS if c in available), None)
             if text is None:
                 raise InputError(
-                    f"{raw.where('train')}: no text column found among {available}. Name it with --text_column_name."
+                    f"{raw.where('train')}: no text column found among {available}.{raw.header_hint('train')} "
+                    f"Name it with --text_column_name."
                 )
             if text == "sentence1" and pair is None and "sentence2" in available:
                 pair = "sentence2"
+        if pair == text:
+            raise InputError(
+                f"--text_pair_column_name '{pair}' is the same column as the text column: a text pair needs a second "
+                f"column (e.g. sentence1 and sentence2); leave --text_pair_column_name out for single texts."
+            )
+        if pair:
+            logger.info("Text pairs: column '%s' with column '%s'.", text, pair)
         return [text] + ([pair] if pair else [])
 
     def is_valid_input(self, value: object, args=None) -> bool:
