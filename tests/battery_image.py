@@ -235,268 +235,132 @@ def _both(*checks):
     return check
 
 
-# ---- the table ---------------------------------------------------------------------------------------------------
-
-_MODES = ("L", "1", "P", "P+transparency", "RGBA", "LA", "CMYK", "exif", "I;16", "I", "F")
-_SLUG = {"P+transparency": "p-transparent", "I;16": "i16-8bit-values", "I": "i32-tiff", "F": "f32-tiff"}
-
-CASES = [
-    *[
-        Case(f"image-mode-{_SLUG.get(mode, mode.lower())}", "image", mode_run(mode), Handled(), recipe="image")
-        for mode in _MODES
-    ],
-    Case(
-        "image-mode-16-bit-full-range",
-        "image",
-        mode_run("I;16-full"),
-        Error(r"12 invalid row.*I;16 values 0\.\.\d+, which pipeline\(\.\.\.\) clips.*convert the images to 8 bits"),
-        recipe="image",
-    ),
-    Case(
-        "image-mode-16-bit-full-range-dropped",
-        "image",
-        mode_run("RGB", "I;16-full", flags=("--drop_invalid_examples", "true"), validation=("RGB",)),
-        Handled(log_says(r"Dropped 6 invalid row")),
-        recipe="image",
-    ),
-    Case("image-mode-all-mixed", "image", mode_run(*_MODES), Handled(), recipe="image"),
-    Case("image-mode-all-mixed-resnet", "image", mode_run(*_MODES, model="tiny_resnet_dir"), Handled(), recipe="image"),
-    # broken files in a folder
-    Case(
-        "image-corrupt-bytes",
-        "image",
-        broken_file_run("bad.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20),
-        Error(r"1 invalid row.*bad\.png \(not a readable image"),
-        recipe="image",
-    ),
-    Case(
-        "image-truncated-png",
-        "image",
-        broken_file_run("cut.png", _png_bytes()[:60]),
-        Error(r"1 invalid row.*cut\.png \(not a readable image"),
-        recipe="image",
-    ),
-    Case(
-        "image-zero-byte-file",
-        "image",
-        broken_file_run("empty.png", b""),
-        Error(r"1 invalid row.*empty\.png \(not a readable image"),
-        recipe="image",
-    ),
-    Case(
-        "image-text-named-png",
-        "image",
-        broken_file_run("notes.png", b"just some notes, not a picture\n" * 3),
-        Error(r"notes\.png \(not a readable image: UnidentifiedImageError"),
-        recipe="image",
-    ),
-    Case(
-        "image-corrupt-dropped",
-        "image",
-        broken_file_run("bad.png", b"not an image", "--drop_invalid_examples", "true"),
-        Handled(_both(log_says(r"Dropped 1 invalid row"), results_have("eval_accuracy"))),
-        recipe="image",
-    ),
-    Case(
-        "image-folder-fifo-ignored",
-        "image",
-        broken_file_run("pipe.png", None),
-        Handled(),
-        recipe="image",
-        timeout=120,
-    ),
-    # files of image paths
-    Case("image-csv-relative-paths", "image", csv_run(), Handled(results_have("eval_accuracy")), recipe="image"),
-    Case(
-        "image-jsonl-absolute-paths",
-        "image",
-        csv_run(
-            lambda rows, folder: [row.update(image=str(folder / row["image"])) for row in rows], extension=".jsonl"
-        ),
-        Handled(),
-        recipe="image",
-    ),  # fmt: skip
-    Case(
-        "image-csv-missing-file",
-        "image",
-        csv_run(_set_row(2, "images/missing.png")),
-        Error(r"1 invalid row.*images/missing\.png \(no such file\).*rows \[2\]"),
-        recipe="image",
-    ),
-    Case(
-        "image-csv-empty-path",
-        "image",
-        csv_run(_set_row(5, "")),
-        Error(r"1 invalid row.*rows \[5\]"),
-        recipe="image",
-    ),
-    Case(
-        "image-csv-directory-path",
-        "image",
-        csv_run(_set_row(4, "images")),
-        Error(r"1 invalid row.*images \(a directory, not a regular file\).*rows \[4\]"),
-        recipe="image",
-    ),
-    Case(
-        "image-csv-fifo-path",
-        "image",
-        csv_run(_fifo_row),
-        Error(r"1 invalid row.*pipe\.png \(a FIFO, not a regular file\).*rows \[3\]"),
-        recipe="image",
-        timeout=90,
-    ),
-    Case(
-        "image-csv-device-path",
-        "image",
-        csv_run(_set_row(6, "/dev/zero")),
-        Error(r"1 invalid row.*/dev/zero \(a character device, not a regular file\)"),
-        recipe="image",
-        timeout=90,
-    ),
-    Case(
-        "image-csv-text-not-paths",
-        "image",
-        csv_run(lambda rows, folder: [row.update(image=f"a photo of {row['label']}") for row in rows]),
-        Error(r"16 invalid row.*a photo of stripes \(no such file\)"),
-        recipe="image",
-    ),
-    Case(
-        "image-wrong-image-column-name",
-        "image",
-        csv_run(None, "--image_column_name", "picture"),
-        Error(r"no column 'picture'.*Available columns: \['image', 'label'\]"),
-        recipe="image",
-    ),
-    Case(
-        "image-no-image-column",
-        "image",
-        csv_run(lambda rows, folder: [row.update(photo=row.pop("image")) for row in rows]),
-        Error(r"no image column found among \['label', 'photo'\].*--image_column_name"),
-        recipe="image",
-    ),
-    # sizes and processors
-    Case("image-wild-sizes-vit", "image", wild_sizes_run("tiny_vit_dir"), Handled(), recipe="image"),
-    Case("image-wild-sizes-resnet", "image", wild_sizes_run("tiny_resnet_dir"), Handled(), recipe="image"),
-    Case(
-        "image-vit-shortest-edge-processor",
-        "image",
-        processor_swap_run("tiny_vit_dir", '{"shortest_edge": 32}'),
-        Handled(_both(saved_processor_size({"height": 32, "width": 32}), results_have("eval_accuracy"))),
-        recipe="image",
-    ),
-    Case(
-        "image-vit-shortest-edge-processor-image-size",
-        "image",
-        processor_swap_run("tiny_vit_dir", '{"shortest_edge": 40}', "--image_size", "32"),
-        Handled(saved_processor_size({"height": 32, "width": 32})),
-        recipe="image",
-    ),
-    Case(
-        "image-resnet-aspect-keeping-processor",
-        "image",
-        processor_swap_run("tiny_resnet_dir", '{"shortest_edge": 32}', sizes=((40, 25), (25, 40), (30, 30))),
-        Handled(_both(saved_processor_size({"height": 32, "width": 32}), results_have("eval_accuracy"))),
-        recipe="image",
-    ),
-    Case(
-        "image-size-vit-mismatch",
-        "image",
-        lambda folder, assets: image_run(folder, assets, "--image_size", "64"),
-        Error(r"--image_size 64: .* vit model.*32 x 32.*Pass --image_size 32, or leave it out"),
-        recipe="image",
-    ),
-    Case(
-        "image-size-vit-match",
-        "image",
-        lambda folder, assets: image_run(folder, assets, "--image_size", "32"),
-        Handled(saved_processor_size({"height": 32, "width": 32})),
-        recipe="image",
-    ),
-    Case(
-        "image-size-resnet-any",
-        "image",
-        lambda folder, assets: image_run(folder, assets, "--image_size", "48", model="tiny_resnet_dir"),
-        Handled(saved_processor_size({"shortest_edge": 48})),
-        recipe="image",
-    ),
-    # folder layouts
-    Case(
-        "image-folder-empty-class",
-        "image",
-        layout_run(["stripes/0.png", "dots/1.png", "stripes/2.png", "dots/3.png", "cats/"]),
-        Error(r"--train_dir .*custom_train: class folder\(s\) \['cats'\] hold no files.*left out of the model"),
-        recipe="image",
-    ),
-    Case(
-        "image-folder-class-of-text-files",
-        "image",
-        lambda folder, assets: _with_text_class(
-            layout_run(["stripes/0.png", "dots/1.png", "dots/3.png"]), folder, assets
-        ),
-        Error(r"\['cats'\] hold no files with a known extension .*other files only, e\.g\. cats/readme\.txt"),
-        recipe="image",
-    ),  # fmt: skip
-    Case(
-        "image-folder-nested-years",
-        "image",
-        layout_run(["stripes/2019/0.png", "dots/2019/1.png", "stripes/2020/2.png", "dots/2020/3.png"]),
-        Error(r"sub-folders of class folders .*innermost folders \(\['2019', '2020'\]\), not after \['dots', "),
-        recipe="image",
-    ),
-    Case(
-        "image-folder-loose-files",
-        "image",
-        layout_run(["stripes/0.png", "dots/1.png", "2.png"]),
-        Error(r"1 image file\(s\) sit directly in it .*2\.png.*one sub-folder per class"),
-        recipe="image",
-    ),
-    Case(
-        "image-folder-one-class",
-        "image",
-        layout_run(["stripes/0.png", "stripes/1.png"]),
-        Error(r"only one class \(\['stripes'\]\); a classifier needs at least two"),
-        recipe="image",
-    ),
-    Case(
-        "image-folder-no-images",
-        "image",
-        layout_run(["stripes/", "dots/"]),
-        Error(r"custom_train holds no image files"),
-        recipe="image",
-    ),
-    Case(
-        "image-folder-hidden-entries",
-        "image",
-        layout_run(["stripes/0.png", "dots/1.png", "stripes/2.png", "dots/3.png", ".cache/x.png", "dots/.x.png"]),
-        Handled(),
-        recipe="image",
-    ),
-    Case(
-        "image-validation-empty-class",
-        "image",
-        layout_run(["stripes/0.png", "dots/1.png", "cats/"], "validation"),
-        Handled(log_says(r"\['cats'\] hold no files.*not evaluated on this split")),
-        recipe="image",
-    ),
-    Case(
-        "image-test-dir-one-class",
-        "image",
-        layout_run(["stripes/0.png", "stripes/1.png"], "test", "--do_predict", "true"),
-        Handled(results_have("test_accuracy")),
-        recipe="image",
-    ),
-    Case(
-        "image-train-dir-missing",
-        "image",
-        lambda folder, assets: image_run(folder, assets, train=str(folder / "nowhere")),
-        Error(r"--train_dir .*nowhere: no such folder"),
-        recipe="image",
-    ),
-]
-
-
 def _with_text_class(build, folder: Path, assets: dict) -> list[str]:
     argv = build(folder, assets)
     (folder / "custom_train" / "cats").mkdir()
     (folder / "custom_train" / "cats" / "readme.txt").write_text("cat pictures go here\n")
     return argv
+
+
+def _flat_folder(root: Path, count: int) -> str:
+    """Unlabelled images directly in `root` (target train data needs no class folders)."""
+    root.mkdir(parents=True)
+    for i in range(count):
+        _image(("stripes", "dots")[i % 2], 100 + i).save(root / f"{i}.png")
+    return str(root)
+
+
+# ---- the table ---------------------------------------------------------------------------------------------------
+
+_MODES = ("L", "1", "P", "P+transparency", "RGBA", "LA", "CMYK", "exif", "I;16", "I", "F")
+_SLUG = {"P+transparency": "p-transparent", "I;16": "i16-8bit-values", "I": "i32-tiff", "F": "f32-tiff"}
+
+# fmt: off
+CASES = [
+    *[
+        Case(f"image-mode-{_SLUG.get(mode, mode.lower())}", "image", mode_run(mode), Handled(), recipe="image")
+        for mode in _MODES
+    ],
+    Case("image-mode-16-bit-full-range", "image", mode_run("I;16-full"),
+         Error(r"12 invalid row.*I;16 values 0\.\.\d+, which pipeline\(\.\.\.\) clips.*convert the images to 8 bits"),
+         recipe="image"),
+    Case("image-mode-16-bit-full-range-dropped", "image",
+         mode_run("RGB", "I;16-full", flags=("--drop_invalid_examples", "true"), validation=("RGB",)),
+         Handled(log_says(r"Dropped 6 invalid row")), recipe="image"),
+    Case("image-mode-all-mixed", "image", mode_run(*_MODES), Handled(), recipe="image"),
+    Case("image-mode-all-mixed-resnet", "image", mode_run(*_MODES, model="tiny_resnet_dir"), Handled(), recipe="image"),
+    # broken files in a folder
+    Case("image-corrupt-bytes", "image", broken_file_run("bad.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20),
+         Error(r"1 invalid row.*bad\.png \(not a readable image"), recipe="image"),
+    Case("image-truncated-png", "image", broken_file_run("cut.png", _png_bytes()[:60]),
+         Error(r"1 invalid row.*cut\.png \(not a readable image"), recipe="image"),
+    Case("image-zero-byte-file", "image", broken_file_run("empty.png", b""),
+         Error(r"1 invalid row.*empty\.png \(not a readable image"), recipe="image"),
+    Case("image-text-named-png", "image", broken_file_run("notes.png", b"just some notes, not a picture\n" * 3),
+         Error(r"notes\.png \(not a readable image: UnidentifiedImageError"), recipe="image"),
+    Case("image-corrupt-dropped", "image",
+         broken_file_run("bad.png", b"not an image", "--drop_invalid_examples", "true"),
+         Handled(_both(log_says(r"Dropped 1 invalid row"), results_have("eval_accuracy"))), recipe="image"),
+    Case("image-folder-fifo-ignored", "image", broken_file_run("pipe.png", None), Handled(), recipe="image",
+         timeout=120),
+    # files of image paths
+    Case("image-csv-relative-paths", "image", csv_run(), Handled(results_have("eval_accuracy")), recipe="image"),
+    Case("image-jsonl-absolute-paths", "image",
+         csv_run(lambda rows, folder: [row.update(image=str(folder / row["image"])) for row in rows],
+                 extension=".jsonl"),
+         Handled(), recipe="image"),
+    Case("image-csv-missing-file", "image", csv_run(_set_row(2, "images/missing.png")),
+         Error(r"1 invalid row.*images/missing\.png \(no such file\).*rows \[2\]"), recipe="image"),
+    Case("image-csv-empty-path", "image", csv_run(_set_row(5, "")),
+         Error(r"1 invalid row.*rows \[5\]"), recipe="image"),
+    Case("image-csv-directory-path", "image", csv_run(_set_row(4, "images")),
+         Error(r"1 invalid row.*images \(a directory, not a regular file\).*rows \[4\]"), recipe="image"),
+    Case("image-csv-fifo-path", "image", csv_run(_fifo_row),
+         Error(r"1 invalid row.*pipe\.png \(a FIFO, not a regular file\).*rows \[3\]"), recipe="image", timeout=90),
+    Case("image-csv-device-path", "image", csv_run(_set_row(6, "/dev/zero")),
+         Error(r"1 invalid row.*/dev/zero \(a character device, not a regular file\)"), recipe="image", timeout=90),
+    Case("image-csv-text-not-paths", "image",
+         csv_run(lambda rows, folder: [row.update(image=f"a photo of {row['label']}") for row in rows]),
+         Error(r"16 invalid row.*a photo of stripes \(no such file\)"), recipe="image"),
+    Case("image-wrong-image-column-name", "image", csv_run(None, "--image_column_name", "picture"),
+         Error(r"no column 'picture'.*Available columns: \['image', 'label'\]"), recipe="image"),
+    Case("image-no-image-column", "image",
+         csv_run(lambda rows, folder: [row.update(photo=row.pop("image")) for row in rows]),
+         Error(r"no image column found among \['label', 'photo'\].*--image_column_name"), recipe="image"),
+    # sizes and processors
+    Case("image-wild-sizes-vit", "image", wild_sizes_run("tiny_vit_dir"), Handled(), recipe="image"),
+    Case("image-wild-sizes-resnet", "image", wild_sizes_run("tiny_resnet_dir"), Handled(), recipe="image"),
+    Case("image-vit-shortest-edge-processor", "image", processor_swap_run("tiny_vit_dir", '{"shortest_edge": 32}'),
+         Handled(_both(saved_processor_size({"height": 32, "width": 32}), results_have("eval_accuracy"))),
+         recipe="image"),
+    Case("image-vit-shortest-edge-processor-image-size", "image",
+         processor_swap_run("tiny_vit_dir", '{"shortest_edge": 40}', "--image_size", "32"),
+         Handled(saved_processor_size({"height": 32, "width": 32})), recipe="image"),
+    Case("image-resnet-aspect-keeping-processor", "image",
+         processor_swap_run("tiny_resnet_dir", '{"shortest_edge": 32}', sizes=((40, 25), (25, 40), (30, 30))),
+         Handled(_both(saved_processor_size({"height": 32, "width": 32}), results_have("eval_accuracy"))),
+         recipe="image"),
+    Case("image-size-vit-mismatch", "image", lambda folder, assets: image_run(folder, assets, "--image_size", "64"),
+         Error(r"--image_size 64: .* vit model.*32 x 32.*Pass --image_size 32, or leave it out"), recipe="image"),
+    Case("image-size-vit-match", "image", lambda folder, assets: image_run(folder, assets, "--image_size", "32"),
+         Handled(saved_processor_size({"height": 32, "width": 32})), recipe="image"),
+    Case("image-size-resnet-any", "image",
+         lambda folder, assets: image_run(folder, assets, "--image_size", "48", model="tiny_resnet_dir"),
+         Handled(saved_processor_size({"shortest_edge": 48})), recipe="image"),
+    # folder layouts
+    Case("image-folder-empty-class", "image",
+         layout_run(["stripes/0.png", "dots/1.png", "stripes/2.png", "dots/3.png", "cats/"]),
+         Error(r"--train_dir .*custom_train: class folder\(s\) \['cats'\] hold no files.*left out of the model"),
+         recipe="image"),
+    Case("image-folder-class-of-text-files", "image",
+         lambda folder, assets: _with_text_class(layout_run(["stripes/0.png", "dots/1.png", "dots/3.png"]), folder,
+                                                 assets),
+         Error(r"\['cats'\] hold no files with a known extension .*other files only, e\.g\. cats/readme\.txt"),
+         recipe="image"),
+    Case("image-folder-nested-years", "image",
+         layout_run(["stripes/2019/0.png", "dots/2019/1.png", "stripes/2020/2.png", "dots/2020/3.png"]),
+         Error(r"sub-folders of class folders .*innermost folders \(\['2019', '2020'\]\), not after \['dots', "),
+         recipe="image"),
+    Case("image-folder-loose-files", "image", layout_run(["stripes/0.png", "dots/1.png", "2.png"]),
+         Error(r"1 image file\(s\) sit directly in it .*2\.png.*one sub-folder per class"), recipe="image"),
+    Case("image-folder-one-class", "image", layout_run(["stripes/0.png", "stripes/1.png"]),
+         Error(r"only one class \(\['stripes'\]\); a classifier needs at least two"), recipe="image"),
+    Case("image-folder-no-images", "image", layout_run(["stripes/", "dots/"]),
+         Error(r"custom_train holds no image files"), recipe="image"),
+    Case("image-folder-hidden-entries", "image",
+         layout_run(["stripes/0.png", "dots/1.png", "stripes/2.png", "dots/3.png", ".cache/x.png", "dots/.x.png"]),
+         Handled(), recipe="image"),
+    Case("image-validation-empty-class", "image", layout_run(["stripes/0.png", "dots/1.png", "cats/"], "validation"),
+         Handled(log_says(r"\['cats'\] hold no files.*not evaluated on this split")), recipe="image"),
+    Case("image-test-dir-one-class", "image",
+         layout_run(["stripes/0.png", "stripes/1.png"], "test", "--do_predict", "true"),
+         Handled(results_have("test_accuracy")), recipe="image"),
+    Case("image-target-train-flat-folder", "image",
+         lambda folder, assets: image_run(folder, assets, "--adaptation", "dann", "--target_train_dir",
+                                          _flat_folder(folder / "target", 8)),
+         Handled(log_says(r"Target data: local folders")), recipe="image"),
+    Case("image-train-dir-missing", "image",
+         lambda folder, assets: image_run(folder, assets, train=str(folder / "nowhere")),
+         Error(r"--train_dir .*nowhere: no such folder"), recipe="image"),
+]
+# fmt: on

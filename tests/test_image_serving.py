@@ -171,3 +171,38 @@ def test_evaluation_shape_is_training_shape(processor, image_size, tmp_path):
     ready = modality.preprocess(raw.splits, reloaded, ["image"], ImageArguments(), TrainingArguments("x"))
     for name in ("train", "validation"):
         assert {tuple(ready[name][i]["pixel_values"].shape) for i in range(len(paths))} == {(3, *shape)}
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_paths_that_are_not_regular_files_are_reported_never_opened(modality, tmp_path):
+    """A FIFO would block `open()` until a writer comes (forever), a device would stream without end: the checks
+    refuse them from `os.stat` alone, and the message names what the path is."""
+    import threading
+
+    from hftl.arguments import AudioArguments
+    from hftl.modalities import AudioModality
+
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "folder.png").mkdir()
+    checker = ImageModality() if modality == "image" else AudioModality()
+    args = ImageArguments() if modality == "image" else AudioArguments()
+    cells = {
+        "pipe.wav": "a FIFO, not a regular file",
+        "folder.png": "a directory, not a regular file",
+        "/dev/zero": "a character device, not a regular file",
+        "missing.png": "no such file",
+    }
+    results = {}
+
+    def check():
+        for name, _ in cells.items():
+            cell = {"path": str(tmp_path / name), "bytes": None}
+            results[name] = (checker.is_valid_input(cell, args), checker.describe_input(cell))
+
+    worker = threading.Thread(target=check, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), f"the check hung on {next(n for n in cells if n not in results)}"
+    for name, kind in cells.items():
+        valid, described = results[name]
+        assert not valid and described == f"{tmp_path / name} ({kind})", described

@@ -64,6 +64,7 @@ def _load_raw(modality, config, target: bool, columns: list[str] | None) -> tupl
         token=model.token,
         folders=adaptation.target_folders() if target else getattr(config.inputs, "folders", dict)(),
         folder_builder=modality.folder_builder,
+        unlabelled_folders=("train",) if target else (),
     )
     if target:
         raw.sources = {split: _target_flags(where) for split, where in raw.sources.items()}

@@ -192,8 +192,9 @@ def _check_empty_classes(split: str, flag: str, layout: _FolderLayout, extension
     logger.warning("%s: %s; those classes are not evaluated on this split.", flag, what)
 
 
-def _load_folders(folders: dict[str, str], builder: str) -> RawData:
-    """Splits read from class-per-folder directories (split -> folder), checked by `_check_layout` first.
+def _load_folders(folders: dict[str, str], builder: str, unlabelled: tuple[str, ...] = ()) -> RawData:
+    """Splits read from class-per-folder directories (split -> folder), checked by `_check_layout` first, except
+    the `unlabelled` splits (target train data: any layout, sub-folders are not labels).
 
     Raises:
         InputError: a missing folder, a layout `_check_layout` refuses, or a folder `datasets` cannot read.
@@ -202,12 +203,12 @@ def _load_folders(folders: dict[str, str], builder: str) -> RawData:
     for split, folder in folders.items():
         if not os.path.isdir(folder):
             raise InputError(f"--{split}_dir {folder}: no such folder.")
-        has_metadata = _check_layout(split, folder, builder)
+        labelled = split not in unlabelled and not _check_layout(split, folder, builder)
         try:
             if builder == "audiofolder":
                 splits[split] = _scan_audio_folder(folder)
             else:  # labels from the class folders even when a split has one class (datasets drops them then)
-                labels = {} if has_metadata else {"drop_labels": False}
+                labels = {"drop_labels": False} if labelled else {}
                 splits[split] = load_dataset(builder, data_dir=folder, split="train", **labels)
         except Exception as error:
             raise InputError(
@@ -230,11 +231,13 @@ def load_raw_data(
     token: str | None = None,
     folders: dict[str, str] | None = None,
     folder_builder: str | None = None,
+    unlabelled_folders: tuple[str, ...] = (),
 ) -> RawData:
     """Read the raw splits from local files or folders, a built-in dataset, or a Hub dataset, in that order.
 
     With none of them given, the recipe's `default_dataset` (a built-in name) is used. `folders` (split -> folder,
-    one sub-folder per class) are read with the `folder_builder` ("imagefolder", "audiofolder").
+    one sub-folder per class) are read with the `folder_builder` ("imagefolder", "audiofolder"); the splits in
+    `unlabelled_folders` (target train data) may have any layout.
 
     Raises:
         InputError: a file or folder is missing, has an unknown extension or does not parse; a dataset cannot be
@@ -247,7 +250,7 @@ def load_raw_data(
             )
         if "train" not in folders:
             raise InputError("--validation_dir / --test_dir need --train_dir as well.")
-        return _load_folders(folders, folder_builder or "imagefolder")
+        return _load_folders(folders, folder_builder or "imagefolder", unlabelled_folders)
     if train_file:
         return _load_files({"train": train_file, "validation": validation_file, "test": test_file})
     name = dataset_name or default_dataset
