@@ -262,7 +262,7 @@ CASES = [
         for mode in _MODES
     ],
     Case("image-mode-16-bit-full-range", "image", mode_run("I;16-full"),
-         Error(r"12 invalid row.*I;16 values 0\.\.\d+, which pipeline\(\.\.\.\) clips.*convert the images to 8 bits"),
+         Error(r"12 invalid row.*I;16 values 0\.\.\d+: pipeline\(\.\.\.\) clips them at 255; convert the images to 8"),
          recipe="image"),
     Case("image-mode-16-bit-full-range-dropped", "image",
          mode_run("RGB", "I;16-full", flags=("--drop_invalid_examples", "true"), validation=("RGB",)),
@@ -311,7 +311,8 @@ CASES = [
     Case("image-wild-sizes-vit", "image", wild_sizes_run("tiny_vit_dir"), Handled(), recipe="image"),
     Case("image-wild-sizes-resnet", "image", wild_sizes_run("tiny_resnet_dir"), Handled(), recipe="image"),
     Case("image-vit-shortest-edge-processor", "image", processor_swap_run("tiny_vit_dir", '{"shortest_edge": 32}'),
-         Handled(_both(saved_processor_size({"height": 32, "width": 32}), results_have("eval_accuracy"))),
+         Handled(_both(saved_processor_size({"height": 32, "width": 32}), results_have("eval_accuracy"),
+                       log_says(r"keeps each image's aspect ratio; its size is set to \{height: 32, width: 32\}"))),
          recipe="image"),
     Case("image-vit-shortest-edge-processor-image-size", "image",
          processor_swap_run("tiny_vit_dir", '{"shortest_edge": 40}', "--image_size", "32"),

@@ -59,10 +59,7 @@ def wide_value_problem(image: PILImage.Image) -> str | None:
     low, high = image.getextrema()
     if 0 <= low and high <= 255:
         return None
-    return (
-        f"{image.mode} values {low:g}..{high:g}, which pipeline(...) clips to 0..255 (it converts with "
-        f"convert('RGB')); convert the images to 8 bits"
-    )
+    return f"{image.mode} values {low:g}..{high:g}: pipeline(...) clips them at 255; convert the images to 8 bits"
 
 
 def image_problem(cell) -> str | None:
