@@ -261,7 +261,7 @@ def _resolve_inputs(modality, inputs, model_args: ModelArguments, data_args, exp
     if model_args.model_name_or_path is None:
         flags = {k: v for k, v in modality.default_model_flags.items() if k not in explicit}
         inputs = dataclasses.replace(inputs, **flags) if flags else inputs
-    return modality.resolve_arguments(inputs, data_args)
+    return modality.resolve_arguments(inputs, data_args, model_args)
 
 
 def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[str] | None = None) -> RunConfig:

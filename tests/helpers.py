@@ -83,8 +83,8 @@ def make_image(label: str, index: int, mode: str = "RGB", size=(20, 16)):
     else:
         array[::4, ::4] = 230
     array = array.clip(0, 255)
-    if mode == "I;16":
-        return Image.fromarray((array * 257).astype(np.uint16))
+    if mode == "I;16":  # 16-bit storage of 8-bit values (hftl refuses values above 255, which pipeline(...) clips)
+        return Image.fromarray(array.astype(np.uint16))
     gray = Image.fromarray(array.astype(np.uint8), mode="L")
     if mode == "L":
         return gray

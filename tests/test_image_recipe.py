@@ -2,7 +2,6 @@
 
 import csv
 import json
-import logging
 import os
 
 import pytest
@@ -14,7 +13,8 @@ from torch.nn import functional as F
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor, pipeline
 
 from hftl.modalities import ImageModality
-from hftl.modalities.image import processor_size, to_rgb
+from hftl.modalities.image import processor_size
+from hftl.modalities.image_io import image_problem, load_rgb
 from hftl.pipeline import run_classification
 from hftl.recipes import main
 
@@ -34,7 +34,7 @@ def _assert_reload_matches(output_dir, validation_dir):
     model = AutoModelForImageClassification.from_pretrained(output_dir).eval()
     processor = AutoImageProcessor.from_pretrained(output_dir)
     rows = load_dataset("imagefolder", data_dir=validation_dir, split="train")
-    pixel_values = processor([to_rgb(image) for image in rows["image"]], return_tensors="pt")["pixel_values"]
+    pixel_values = processor([load_rgb(image) for image in rows["image"]], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         logits = model(pixel_values=pixel_values).logits
     names = rows.features["label"].names
@@ -186,27 +186,30 @@ def test_every_mode_becomes_rgb(mode):
         image = make_image("dots", 0, mode)
     else:
         image = image.convert(mode)
-    converted = to_rgb(image)
+    converted = load_rgb(image)
     assert converted.mode == "RGB" and converted.size == image.size
 
 
-def test_sixteen_bit_keeps_the_picture_and_warns(caplog):
+def test_sixteen_bit_values_within_eight_bits_read_as_their_eight_bit_image():
     import numpy as np
 
-    import hftl.modalities.image as image_module
-
-    image_module._warned_16_bit = False
     sixteen = make_image("stripes", 0, "I;16")
-    with caplog.at_level(logging.WARNING):
-        converted = np.asarray(to_rgb(sixteen))[..., 0]
-    assert "16-bit image(s) reduced to 8 bits" in caplog.text
+    assert sixteen.mode == "I;16" and image_problem(sixteen) is None
     eight = np.asarray(make_image("stripes", 0, "L"))
-    assert np.abs(converted.astype(int) - eight.astype(int)).max() <= 1
+    assert np.array_equal(np.asarray(load_rgb(sixteen))[..., 0], eight)
 
 
-def test_transparent_pixels_become_white():
-    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
-    assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+def test_sixteen_bit_values_beyond_eight_bits_are_refused_with_the_fix():
+    import numpy as np
+
+    image = Image.fromarray(np.asarray(make_image("stripes", 0, "L")).astype(np.uint16) * 257)
+    problem = image_problem(image)
+    assert problem == "I;16 values 0..59110: pipeline(...) clips them at 255; convert the images to 8 bits"
+
+
+def test_transparent_pixels_keep_their_colour_as_pipeline_shows_them():
+    image = Image.new("RGBA", (4, 4), (10, 20, 30, 0))
+    assert load_rgb(image).getpixel((0, 0)) == (10, 20, 30)
 
 
 def test_processor_sizes():

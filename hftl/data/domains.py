@@ -66,6 +66,7 @@ def _load_raw(modality, config, target: bool, columns: list[str] | None) -> tupl
         folder_builder=modality.folder_builder,
         delimiter=data.delimiter,
         encoding=data.encoding,
+        unlabelled_folders=("train",) if target else (),
     )
     if target:
         raw.sources = {split: _target_flags(where) for split, where in raw.sources.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -10,6 +11,8 @@ from datasets import Dataset, DatasetDict, load_dataset
 from hftl.data.builtin import BUILTIN_DATASETS, load_builtin
 from hftl.data.files import header_problem, read_file
 from hftl.errors import InputError
+
+logger = logging.getLogger("hftl")
 
 
 @dataclass
@@ -79,16 +82,123 @@ def _scan_audio_folder(folder: str):
     return Dataset.from_list(rows, features=features)
 
 
-def _load_folders(folders: dict[str, str], builder: str) -> RawData:
+FOLDER_METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")  # `datasets`' folder metadata
+
+
+COMMON_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".webp", *AUDIO_EXTENSIONS)  # for messages
+
+
+def _folder_extensions(builder: str) -> tuple[str, ...]:
+    if builder == "audiofolder":
+        return AUDIO_EXTENSIONS
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    return tuple(ImageFolder.EXTENSIONS)
+
+
+def _known(extensions: tuple[str, ...]) -> str:
+    """The common ones of `extensions`, for messages: ".png, .jpg, ... (61 in all)"."""
+    return f"{', '.join(e for e in COMMON_EXTENSIONS if e in extensions)} ... ({len(extensions)} in all)"
+
+
+@dataclass
+class _FolderLayout:
+    """What a `--*_dir` holds: media files directly in it, each first-level class folder's media files (nested ones
+    included), the nested ones alone, other files per class folder, and whether it has a metadata file."""
+
+    loose: list[str] = field(default_factory=list)
+    classes: dict[str, list[str]] = field(default_factory=dict)
+    nested: list[str] = field(default_factory=list)
+    others: dict[str, list[str]] = field(default_factory=dict)
+    metadata: bool = False
+
+
+def _scan_layout(folder: str, extensions: tuple[str, ...]) -> _FolderLayout:
+    """Walk `folder` as `datasets` does: names starting with "." or "__" are skipped."""
+    layout = _FolderLayout()
+    for root, dirs, files in os.walk(folder):  # links to folders are not followed, as by datasets' glob
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        parts = [] if root == folder else os.path.relpath(root, folder).split(os.sep)
+        files = sorted(f for f in files if not f.startswith((".", "__")))
+        layout.metadata |= any(f in FOLDER_METADATA_FILES for f in files)
+        media = [os.path.join(root, f) for f in files if f.lower().endswith(extensions)]
+        if not parts:
+            layout.loose += media
+            continue
+        layout.classes.setdefault(parts[0], []).extend(media)
+        layout.others.setdefault(parts[0], []).extend(f for f in files if not f.lower().endswith(extensions))
+        if len(parts) > 1:
+            layout.nested += media
+    return layout
+
+
+def _check_layout(split: str, folder: str, builder: str) -> bool:
+    """Refuse folder layouts the class-per-folder builders would read silently wrong; True when `folder` has a
+    metadata file (its classes then come from it, as `datasets` reads it, and the layout is not checked).
+
+    Raises:
+        InputError: files beside the class folders, files below a class folder's sub-folders (imagefolder would
+            name the classes after the innermost folders: train/<class>/<year>/x.png gives year classes), no files
+            at all, or a training class folder without any (its class would silently be left out of the model).
+    """
+    extensions = _folder_extensions(builder)
+    layout, flag, kind = _scan_layout(folder, extensions), f"--{split}_dir {folder}", builder.replace("folder", "")
+    if layout.metadata:
+        return True
+    layout_help = f"hftl reads one sub-folder per class: {os.path.join(folder, '<class>', '<file>')}"
+    if layout.loose:
+        raise InputError(
+            f"{flag}: {len(layout.loose)} {kind} file(s) sit directly in it (e.g. {layout.loose[0]}), outside any "
+            f"class folder; {layout_help}. Move them into their class's folder, or list files and labels in a CSV "
+            f"and pass --{split}_file."
+        )
+    if layout.nested and builder != "audiofolder":
+        inner = sorted({os.path.basename(os.path.dirname(path)) for path in layout.nested})
+        raise InputError(
+            f"{flag}: {len(layout.nested)} image(s) sit in sub-folders of class folders (e.g. {layout.nested[0]}): "
+            f"the imagefolder builder would name the classes after the innermost folders ({inner[:5]}), not after "
+            f"{sorted(layout.classes)[:5]}. {layout_help}: move each class's images up into it, or list files and "
+            f"labels in a CSV and pass --{split}_file."
+        )
+    if not any(layout.classes.values()):
+        raise InputError(f"{flag} holds no {kind} files ({_known(extensions)}); {layout_help}.")
+    _check_empty_classes(split, flag, layout, extensions)
+    return False
+
+
+def _check_empty_classes(split: str, flag: str, layout: _FolderLayout, extensions: tuple[str, ...]) -> None:
+    """A class folder without files: an error in train (the class would vanish from the model), else a warning."""
+    empty = sorted(name for name, files in layout.classes.items() if not files)
+    if not empty:
+        return
+    others = [f"{name}/{layout.others[name][0]}" for name in empty if layout.others.get(name)]
+    seen = f" (other files only, e.g. {others[0]})" if others else ""
+    what = f"class folder(s) {empty} hold no files with a known extension ({_known(extensions)}){seen}"
+    if split == "train":
+        raise InputError(
+            f"{flag}: {what}; their classes would be left out of the model. Add their files, or remove the folders."
+        )
+    logger.warning("%s: %s; those classes are not evaluated on this split.", flag, what)
+
+
+def _load_folders(folders: dict[str, str], builder: str, unlabelled: tuple[str, ...] = ()) -> RawData:
+    """Splits read from class-per-folder directories (split -> folder), checked by `_check_layout` first, except
+    the `unlabelled` splits (target train data: any layout, sub-folders are not labels).
+
+    Raises:
+        InputError: a missing folder, a layout `_check_layout` refuses, or a folder `datasets` cannot read.
+    """
     splits, sources = DatasetDict(), {}
     for split, folder in folders.items():
         if not os.path.isdir(folder):
             raise InputError(f"--{split}_dir {folder}: no such folder.")
+        labelled = split not in unlabelled and not _check_layout(split, folder, builder)
         try:
             if builder == "audiofolder":
                 splits[split] = _scan_audio_folder(folder)
-            else:
-                splits[split] = load_dataset(builder, data_dir=folder, split="train")
+            else:  # labels from the class folders even when a split has one class (datasets drops them then)
+                labels = {"drop_labels": False} if labelled else {}
+                splits[split] = load_dataset(builder, data_dir=folder, split="train", **labels)
         except Exception as error:
             raise InputError(
                 f"--{split}_dir {folder} does not load as an {builder} (one sub-folder per class): "
@@ -112,12 +222,14 @@ def load_raw_data(
     folder_builder: str | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
+    unlabelled_folders: tuple[str, ...] = (),
 ) -> RawData:
     """Read the raw splits from local files or folders, a built-in dataset, or a Hub dataset, in that order.
 
     With none of them given, the recipe's `default_dataset` (a built-in name) is used. `folders` (split -> folder,
-    one sub-folder per class) are read with the `folder_builder` ("imagefolder", "audiofolder"). `delimiter` and
-    `encoding` apply to CSV / TSV (and JSON) files; None detects them (see `hftl.data.files`).
+    one sub-folder per class) are read with the `folder_builder` ("imagefolder", "audiofolder"); the splits in
+    `unlabelled_folders` (target train data) may have any layout. `delimiter` and `encoding` apply to CSV / TSV
+    (and JSON) files; None detects them (see `hftl.data.files`).
 
     Raises:
         InputError: a file or folder is missing, has an unknown extension or does not parse; a dataset cannot be
@@ -130,7 +242,7 @@ def load_raw_data(
             )
         if "train" not in folders:
             raise InputError("--validation_dir / --test_dir need --train_dir as well.")
-        return _load_folders(folders, folder_builder or "imagefolder")
+        return _load_folders(folders, folder_builder or "imagefolder", unlabelled_folders)
     if train_file:
         paths = {"train": train_file, "validation": validation_file, "test": test_file}
         return _load_files(paths, delimiter, encoding)

@@ -22,7 +22,7 @@ from hftl.assets import packaged_speech_model
 from hftl.data.checks import LABELS
 from hftl.data.loading import RawData
 from hftl.errors import InputError
-from hftl.modalities.base import Modality, cast_file_column, describe_file_cell
+from hftl.modalities.base import Modality, cast_file_column, describe_file_cell, file_cell_problem
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ class AudioModality(Modality):
         cast_file_column(raw, columns[0], Audio(decode=False), "audio")
 
     def is_valid_input(self, value: object, args: AudioArguments) -> bool:
+        if file_cell_problem(value):  # a FIFO or device is never opened (it would block the check)
+            return False
         try:
             samples, rate = decode(value)
         except Exception:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +21,6 @@ def cast_file_column(raw: RawData, column: str, feature, what: str) -> None:
     Cells that are paths (from CSV / JSON files) are made absolute first, relative to the data file's folder (or the
     working directory); cells already of that feature type are only made undecoded.
     """
-    import os
-
     from datasets import Value
 
     for split, dataset in raw.splits.items():
@@ -43,11 +43,42 @@ def cast_file_column(raw: RawData, column: str, feature, what: str) -> None:
         raw.splits[split] = dataset.cast_column(column, feature)
 
 
-def describe_file_cell(value: object, what: str) -> str:
-    """An undecoded Image / Audio cell, for messages: its path, or what it is."""
+def file_cell_problem(value: object) -> str | None:
+    """Why an undecoded Image / Audio cell's path cannot be read, found without opening it; None when it can.
+
+    A path that is not a regular file is never opened: a FIFO blocks `open()` until a writer appears (forever, in a
+    data check), a device streams without end, a directory fails with an unhelpful `IsADirectoryError`. Cells holding
+    bytes (or anything but a path) are left to the decoder.
+
+    Returns:
+        "no such file", "not readable: <reason>", "a FIFO, not a regular file" (directory, character / block device,
+        socket), or None.
+    """
+    if not isinstance(value, dict) or value.get("bytes") or not isinstance(value.get("path"), str):
+        return None
+    try:
+        mode = os.stat(value["path"]).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as error:
+        return f"not readable: {error.strerror or error}"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    kinds += ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kind = next((name for test, name in kinds if test(mode)), "not a file")
+    return f"{kind}, not a regular file"
+
+
+def describe_file_cell(value: object, what: str, problem: str | None = None) -> str:
+    """An undecoded Image / Audio cell, for messages: its path (or what it is), then `problem` in parentheses
+    (default: `file_cell_problem`, e.g. "(a FIFO, not a regular file)")."""
+    problem = problem or file_cell_problem(value)
     if isinstance(value, dict) and value.get("path"):
-        return value["path"]
-    return f"({what} bytes)" if value else "(empty cell)"
+        text = value["path"]
+    else:
+        text = f"({what} bytes)" if value else "(empty cell)"
+    return f"{text} ({problem})" if problem else text
 
 
 class Modality(ABC):
@@ -90,8 +121,9 @@ class Modality(ABC):
     def input_columns(self, args, raw: RawData) -> list[str]:
         """The input columns the model reads, resolved from the flags and the train split's columns."""
 
-    def resolve_arguments(self, args, data_args):
-        """The modality's flags with their data-dependent defaults filled in (a new object). Default: unchanged."""
+    def resolve_arguments(self, args, data_args, model_args: ModelArguments | None = None):
+        """The modality's flags with their data-dependent defaults filled in (a new object), checked against the
+        model's config where they depend on it (before any data or weights load). Default: unchanged."""
         return args
 
     def prepare_raw(self, raw: RawData, columns: list[str], args) -> None:

@@ -1,23 +1,22 @@
 """Image classification: an image processor turns each image into `pixel_values` (B, 3, H, W).
 
-Every image is converted to RGB explicitly (grayscale, palette, RGBA and 16-bit images included), so that
-processors without a grayscale path (transformers' PIL processors) never see other modes. Training images get a
-random resized crop and, where mirrored examples are still valid, a horizontal flip; evaluation images do not.
+Every image is read as the saved model's `pipeline(...)` reads it (`image_io`: EXIF orientation applied, then
+`convert("RGB")`), and the processor is configured (and saved) to output one fixed (H, W): training images, random
+resized crops of that size (flipped where mirrored examples are still valid), evaluation images and served ones all
+reach the model at that shape, with the same pixels.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import math
 import random
 
-import numpy as np
 import torch
 from datasets import DatasetDict, Image
 from PIL import Image as PILImage
-from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainingArguments
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, TrainingArguments
 
 from hftl.arguments import ImageArguments, ModelArguments
 from hftl.assets import packaged_image_model
@@ -26,67 +25,108 @@ from hftl.data.checks import LABELS
 from hftl.data.loading import RawData
 from hftl.errors import InputError
 from hftl.modalities.base import Modality, cast_file_column, describe_file_cell
+from hftl.modalities.image_io import image_problem, load_rgb
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename")
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def open_image(cell) -> PILImage.Image:
-    """Open an image cell: a PIL image, or a `datasets` Image dict with `bytes` or `path`."""
-    if isinstance(cell, PILImage.Image):
-        return cell
-    if isinstance(cell, dict):
-        if cell.get("bytes"):
-            return PILImage.open(io.BytesIO(cell["bytes"]))
-        if cell.get("path"):
-            return PILImage.open(cell["path"])
-    raise ValueError(f"not an image: {type(cell).__name__}")
+_PROBE_SIZES = ((48, 20), (20, 48))  # (width, height) of two probe images of opposite aspect ratios
+
+# Model types whose embeddings refuse any input size but `config.image_size` (ViT: "Input image size (64*64) doesn't
+# match model (32*32)"): their position embeddings are fixed. transformers interpolates them only when
+# `interpolate_pos_encoding=True` is passed to `forward`, which neither the Trainer nor `pipeline(...)` does. Found by
+# running every `AutoModelForImageClassification` type of transformers 5 at sizes other than its config's.
+FIXED_SIZE_MODEL_TYPES = ("vit", "deit", "vit_msn", "ijepa", "clip", "metaclip_2", "siglip")
 
 
-_warned_16_bit = False
+def _output_shapes(processor) -> set[tuple[int, int]]:
+    """(height, width) of what `processor` outputs for each probe image (a processor is what it does, whatever its
+    `size` / `crop_size` / `crop_pct` say)."""
+    shapes = set()
+    for width, height in _PROBE_SIZES:
+        try:
+            output = processor(PILImage.new("RGB", (width, height), (128, 128, 128)), return_tensors="pt")
+        except Exception as error:
+            raise InputError(
+                f"Image processor {type(processor).__name__} (size {_size_dict(processor)}) fails on a {width} x "
+                f"{height} RGB image: {type(error).__name__}: {str(error).strip()[:200]}"
+            ) from None
+        shapes.add(tuple(int(n) for n in output["pixel_values"].shape[-2:]))
+    return shapes
 
 
-def to_rgb(image: PILImage.Image) -> PILImage.Image:
-    """Convert any PIL image to 8-bit RGB.
-
-    16-bit (and 32-bit integer) grayscale is scaled to 8 bits (a warning says precision is lost); images with
-    transparency (RGBA, LA, palette with a transparent colour) are composited onto white.
-    """
-    global _warned_16_bit
-    if image.mode in _SIXTEEN_BIT_MODES:
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        if not _warned_16_bit and top > 255:
-            logger.warning("16-bit image(s) reduced to 8 bits per channel for the image processor (precision lost).")
-            _warned_16_bit = True
-        image = PILImage.fromarray(np.clip(array * (255.0 / top), 0, 255).round().astype(np.uint8), mode="L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return PILImage.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB") if image.mode != "RGB" else image
+def _size_dict(processor) -> dict:
+    size = getattr(processor, "size", None)
+    return {"height": size, "width": size} if isinstance(size, int) else dict(size or {})
 
 
 def processor_size(processor) -> tuple[int, int]:
-    """(height, width) the processor produces: `size` as {height, width}, {shortest_edge} (+ crop_size) or an int."""
-    size = processor.size
-    if isinstance(size, int):
-        return size, size
-    size = dict(size)
-    crop = getattr(processor, "crop_size", None)
-    if getattr(processor, "do_center_crop", False) and crop:
-        crop = dict(crop) if not isinstance(crop, int) else {"height": crop, "width": crop}
-        return crop["height"], crop["width"]
-    if "height" in size and "width" in size:
+    """(height, width) of every image `processor` outputs, measured on two images of opposite aspect ratios.
+
+    Raises:
+        InputError: the output's shape follows the input's (see `ImageModality.configure_processor`, which fixes it).
+    """
+    shapes = _output_shapes(processor)
+    if len(shapes) > 1:
+        raise InputError(
+            f"Image processor {type(processor).__name__} (size {_size_dict(processor)}) outputs images of several "
+            f"shapes ({sorted(shapes)} for {_PROBE_SIZES[0]} and {_PROBE_SIZES[1]} inputs); training, evaluation and "
+            f"pipeline(...) need one (height, width). Pass --image_size N, or use a processor whose size is "
+            f'{{"height": H, "width": W}}.'
+        )
+    return shapes.pop()
+
+
+def _nominal_size(processor) -> tuple[int, int]:
+    """(height, width) that the processor's size names: {height, width}, else the shortest (or longest) edge."""
+    size = _size_dict(processor)
+    if size.get("height") and size.get("width"):
         return size["height"], size["width"]
     for key in ("shortest_edge", "longest_edge"):
         if size.get(key):
             return size[key], size[key]
-    raise InputError(f"Image processor {type(processor).__name__} has an unsupported size {size}.")
+    raise InputError(f"Image processor {type(processor).__name__} has an unsupported size {size}. Pass --image_size.")
+
+
+def _set_image_size(processor, image_size: int) -> None:
+    """--image_size N: N x N, as {height, width}, or as the shortest edge where the processor crops after it."""
+    square = {"height": image_size, "width": image_size}
+    processor.size = {"shortest_edge": image_size} if "shortest_edge" in _size_dict(processor) else square
+    if getattr(processor, "do_center_crop", False):
+        processor.crop_size = square
+
+
+def check_image_size(image_size: int | None, model_args: ModelArguments) -> None:
+    """Refuse an --image_size the model cannot take, from its config alone (before any weights load).
+
+    Raises:
+        InputError: the model is of a type whose position embeddings fix the input size (`FIXED_SIZE_MODEL_TYPES`)
+            and --image_size differs from its config's `image_size`.
+    """
+    path = model_args.config_name or model_args.model_name_or_path
+    if not image_size or not path:  # the packaged default model is convolutional: any size
+        return
+    try:
+        config = AutoConfig.from_pretrained(
+            path, revision=model_args.model_revision, token=model_args.token, cache_dir=model_args.cache_dir,
+            trust_remote_code=model_args.trust_remote_code,
+        )  # fmt: skip
+    except Exception:  # no config: the model step reports the missing model
+        return
+    if config.model_type not in FIXED_SIZE_MODEL_TYPES:
+        return
+    fixed = getattr(getattr(config, "vision_config", None) or config, "image_size", None)
+    height, width = fixed if isinstance(fixed, list | tuple) else (fixed, fixed)
+    if fixed is None or (height, width) == (image_size, image_size):
+        return
+    fix = f"pass --image_size {height}, or leave it out" if height == width else "leave --image_size out"
+    raise InputError(
+        f"--image_size {image_size}: {path} is a {config.model_type} model, whose position embeddings fix its input "
+        f"at {height} x {width} (its config's image_size); it cannot take {image_size} x {image_size} images. "
+        f"{fix[0].upper()}{fix[1:]}, or choose a convolutional model."
+    )
 
 
 def random_resized_crop(image: PILImage.Image, size: tuple[int, int], min_scale: float) -> PILImage.Image:
@@ -130,8 +170,14 @@ class ImageModality(Modality):
             )
         return [column]
 
-    def resolve_arguments(self, args: ImageArguments, data_args) -> ImageArguments:
-        """--random_flip defaults to what the *source* data allows: off for built-in digit sets, else on."""
+    def resolve_arguments(self, args: ImageArguments, data_args, model_args=None) -> ImageArguments:
+        """--random_flip defaults to what the *source* data allows: off for built-in digit sets, else on.
+
+        Raises:
+            InputError: --image_size is one the model cannot take (see `check_image_size`).
+        """
+        if model_args is not None:
+            check_image_size(args.image_size, model_args)
         if args.random_flip is not None:
             return args
         name = data_args.dataset_name
@@ -145,15 +191,12 @@ class ImageModality(Modality):
         cast_file_column(raw, columns[0], Image(decode=False), "image")
 
     def is_valid_input(self, value: object, args=None) -> bool:
-        try:
-            with open_image(value) as image:
-                image.load()  # decodes the pixels: verify() alone misses truncated JPEG data
-            return True
-        except Exception:
-            return False
+        """A regular file (or bytes) that decodes, converts to RGB, and holds no values beyond 8 bits."""
+        return image_problem(value) is None
 
     def describe_input(self, value: object) -> str:
-        return describe_file_cell(value, "image")
+        """The cell's path and why it is unusable, e.g. "a.png (I;16 values 0..65535, ...; convert ... to 8 bits)"."""
+        return describe_file_cell(value, "image", image_problem(value) if value else None)
 
     def load_processor(self, model_args: ModelArguments, model_path: str):
         return AutoImageProcessor.from_pretrained(
@@ -165,18 +208,27 @@ class ImageModality(Modality):
         )
 
     def configure_processor(self, processor, args: ImageArguments):
-        """Apply --image_size to the processor, so that the saved processor resizes as training did."""
+        """Apply --image_size, then make the processor output one fixed (height, width); it is saved so.
+
+        A size that keeps each image's aspect ratio without a crop (`{"shortest_edge": 32}`, as some ViT processors
+        have) turns a 40 x 25 image into 32 x 51 while training's crops are 32 x 32: evaluation would fail, or fail
+        to batch two aspect ratios. Such a size becomes {height, width} (the whole image resized, as training's
+        crops are), so that evaluation and `pipeline(...)` on the saved model see training's shape.
+
+        Raises:
+            InputError: the processor fails on an RGB image, or still outputs several shapes.
+        """
         if args.image_size:
-            size = processor.size
-            keys = (
-                set(size)
-                if isinstance(size, dict)
-                else {k for k in ("shortest_edge", "height") if getattr(size, k, None)}
-            )
-            square = {"height": args.image_size, "width": args.image_size}
-            processor.size = {"shortest_edge": args.image_size} if "shortest_edge" in keys else square
-            if getattr(processor, "do_center_crop", False):
-                processor.crop_size = square
+            _set_image_size(processor, args.image_size)
+        if len(_output_shapes(processor)) > 1:
+            height, width = _nominal_size(processor)
+            logger.warning(
+                "Image processor %s (size %s) keeps each image's aspect ratio; its size is set to {height: %d, "
+                "width: %d} (saved with the model), the shape training images get.",
+                type(processor).__name__, _size_dict(processor), height, width,
+            )  # fmt: skip
+            processor.size = {"height": height, "width": width}
+            processor_size(processor)  # raises if the shape still follows the input's
         return processor
 
     def prepare_model(self, model, args, processor=None):
@@ -199,7 +251,7 @@ class ImageModality(Modality):
         flip = args.random_flip is not False  # resolved by `resolve_arguments`
 
         def transform(batch, train: bool):
-            images = [to_rgb(open_image(cell)) for cell in batch[column]]
+            images = [load_rgb(cell) for cell in batch[column]]
             if train:
                 images = [random_resized_crop(image, size, args.min_crop_scale) for image in images]
                 if flip:
