@@ -67,8 +67,8 @@ def _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics
     return data
 
 
-def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom_code: bool, strategy: str) -> str:
-    """The card's "How to load" section."""
+def _loader_text(pipeline_task, labels: LabelInfo, is_adapter: bool, custom_code: bool, strategy: str, usage) -> str:
+    """The card's "How to load" section; `usage`: how to call the pipeline on raw inputs (or None)."""
     if is_adapter:
         loader = (
             "This folder holds a LoRA adapter. The base model's config does not know the labels, so pass them:\n"
@@ -91,7 +91,7 @@ def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom
         loader += (
             "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
         )
-    return loader
+    return loader + (f"\n\n{usage}" if usage else "")
 
 
 def _label_rows(labels: LabelInfo) -> str:
@@ -114,6 +114,7 @@ def model_card(
     custom_code: bool = False,
     adaptation: str | None = None,
     adaptation_details: str = "",
+    usage: str | None = None,
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics.
 
@@ -123,6 +124,7 @@ def model_card(
 
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
     `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
+    `usage`: how to hand raw inputs to the pipeline (`Modality.pipeline_usage`), added to "How to load".
     """
     data = _card_data(
         model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, data_description
@@ -155,6 +157,6 @@ Adapted from **{hub_id_of(model_path) or model_path}** with hftl (strategy: `{st
 {hyper_rows}
 
 ## How to load
-{_loader_text(pipeline_task, labels, is_adapter, custom_code, strategy)}
+{_loader_text(pipeline_task, labels, is_adapter, custom_code, strategy, usage)}
 """
     return ModelCard(content)

@@ -29,6 +29,7 @@ from hftl.modalities.base import Modality, cast_file_column, describe_file_cell
 logger = logging.getLogger(__name__)
 
 DEFAULT_AUDIO_COLUMNS = ("audio", "file", "path", "audio_path", "filename")
+_PATH_TYPES = ("string", "large_string", "null")  # `datasets` dtypes of a column of paths (null: all empty)
 FEATURE_ENCODER_PARTS = (".feature_extractor.", ".feature_encoder.", "encoder.conv1.", "encoder.conv2.")
 __all__ = ["AudioCollator", "AudioModality", "decode", "load_audio", "min_input_samples", "read_clip", "resample"]
 
@@ -95,7 +96,19 @@ class AudioModality(Modality):
         return [column]
 
     def prepare_raw(self, raw: RawData, columns: list[str], args: AudioArguments) -> None:
-        """Cast the audio column to undecoded `Audio` cells; paths in files resolve against the file's folder."""
+        """Cast the audio column to undecoded `Audio` cells; paths in files resolve against the file's folder.
+
+        Raises:
+            InputError: the column holds numbers (or other non-path values) in some split.
+        """
+        for split, dataset in raw.splits.items():
+            feature = dataset.features.get(columns[0])
+            kind = getattr(feature, "dtype", None) or type(feature).__name__
+            if feature is not None and not isinstance(feature, Audio | dict) and kind not in _PATH_TYPES:
+                raise InputError(
+                    f"{raw.where(split)}: column '{columns[0]}' holds {kind} values, not audio file paths. Name the "
+                    f"column of paths with --audio_column_name."
+                )
         cast_file_column(raw, columns[0], Audio(decode=False), "audio")
 
     def is_valid_input(self, value: object, args: AudioArguments) -> bool:
@@ -201,6 +214,16 @@ class AudioModality(Modality):
 
     def data_collator(self, processor, args: AudioArguments):
         return AudioCollator(processor)
+
+    def pipeline_usage(self, processor, args: AudioArguments) -> str:
+        """The `hftl.load_audio` call that reads a clip as evaluation did (rate, mono mix, resampler, first seconds)."""
+        return (
+            "Read clips with `hftl.load_audio`, as training read them (soundfile, channels averaged, soxr resampling, "
+            f"the first {args.max_length_seconds:g} s); transformers' own file reading needs FFmpeg and its "
+            "resampling torchaudio, and both give other samples:\n```python\nimport hftl\n"
+            f'classifier(hftl.load_audio("clip.wav", sampling_rate={processor.sampling_rate}, '
+            f"max_length_seconds={args.max_length_seconds:g}), top_k=None)\n```"
+        )
 
 
 class AudioCollator:

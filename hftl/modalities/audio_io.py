@@ -59,7 +59,7 @@ def check_sampling_rate(rate: int, where: str) -> None:
     if rate < MIN_SAMPLING_RATE:
         raise ValueError(
             f"{where}: its header says {rate} Hz, below {MIN_SAMPLING_RATE} Hz; fix the header's rate or re-encode "
-            f"the clip at its true rate (e.g. `sox -r <true rate> {where} fixed.wav`)."
+            f"the clip at its true rate."
         )
 
 
