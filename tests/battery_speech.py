@@ -211,6 +211,7 @@ CASES = [
     Case("speech-rate-192k-clip", A, _with_file(_channels(2, 192_000, ".flac")), Handled(_trained_on(13)), recipe=A),
     Case("speech-six-channels", A, _with_file(_channels(6, 48_000)), Handled(_trained_on(13)), recipe=A),
     Case("speech-ogg-vorbis", A, _with_file(_channels(1, 22_050, ".ogg")), Handled(_trained_on(13)), recipe=A),
+    Case("speech-mp3", A, _with_file(_channels(2, 44_100, ".mp3")), Handled(_trained_on(13)), recipe=A),
     Case("speech-pcm-u8", A, _with_file(_subtype("PCM_U8")), Handled(_trained_on(13)), recipe=A),
     Case("speech-pcm-24", A, _with_file(_subtype("PCM_24")), Handled(_trained_on(13)), recipe=A),
     Case("speech-float-beyond-one", A, _with_file(_subtype("FLOAT", 3.0)), Handled(_trained_on(13)), recipe=A),
@@ -316,6 +317,13 @@ CASES = [
         A,
         _flags("--min_length_seconds", "3", "--max_length_seconds", "2"),
         Error(r"--min_length_seconds"),
+        recipe=A,
+    ),
+    Case(
+        "speech-whisper-window-over-30s",
+        A,
+        _flags("--max_length_seconds", "40", model=WHISPER),
+        Handled(log_says(r"reads at most 30 s of a clip")),
         recipe=A,
     ),
     Case(
