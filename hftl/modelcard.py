@@ -123,15 +123,14 @@ def model_card(
     the metric names and their values as `model-index`.
 
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
-    `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
-    `usage`: how to hand raw inputs to the pipeline (`Modality.pipeline_usage`), added to "How to load".
+    `adaptation`: the run's domain-adaptation method ("dann", "mmd" ...) or None; `usage`: `Modality.pipeline_usage`.
     """
     data = _card_data(
         model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, data_description
     )
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
     adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
-    content = f"""---
+    return ModelCard(f"""---
 {data.to_yaml()}
 ---
 
@@ -158,5 +157,4 @@ Adapted from **{hub_id_of(model_path) or model_path}** with hftl (strategy: `{st
 
 ## How to load
 {_loader_text(pipeline_task, labels, is_adapter, custom_code, strategy, usage)}
-"""
-    return ModelCard(content)
+""")
