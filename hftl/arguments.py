@@ -192,8 +192,8 @@ class AudioArguments(FolderDataArguments):
     )
 
     def __post_init__(self):
-        if self.max_length_seconds <= 0:
-            raise InputError(f"--max_length_seconds must be positive, got {self.max_length_seconds}.")
+        if not 0 < self.max_length_seconds < float("inf"):  # NaN fails too
+            raise InputError(f"--max_length_seconds must be a positive number, got {self.max_length_seconds}.")
         if not 0 <= self.min_length_seconds < self.max_length_seconds:
             raise InputError(
                 f"--min_length_seconds must be in [0, --max_length_seconds), got {self.min_length_seconds}."

@@ -77,8 +77,8 @@ def _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics
     return data
 
 
-def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom_code: bool, strategy: str) -> str:
-    """The card's "How to load" section."""
+def _loader_text(pipeline_task, labels: LabelInfo, is_adapter: bool, custom_code: bool, strategy: str, usage) -> str:
+    """The card's "How to load" section; `usage`: how to call the pipeline on raw inputs (or None)."""
     if is_adapter:
         loader = (
             "This folder holds a LoRA adapter. The base model's config does not know the labels, so pass them:\n"
@@ -93,12 +93,6 @@ def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom
             f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path, '
             "trust_remote_code=True)\n```\nIn a process that imported `hftl`, `trust_remote_code` is not needed."
         )
-    elif pipeline_task == "text-classification":
-        loader = (
-            '```python\nfrom transformers import pipeline\nclassifier = pipeline("text-classification", model=path)\n'
-            'classifier(["first text", "second text"], truncation=True, top_k=None)\n```\n'
-            "`truncation=True` cuts texts where training did (the tokenizer's `model_max_length`)."
-        )
     else:
         loader = (
             f'```python\nfrom transformers import pipeline\nclassifier = pipeline("{pipeline_task}", model=path)\n```'
@@ -107,7 +101,7 @@ def _loader_text(pipeline_task: str, labels: LabelInfo, is_adapter: bool, custom
         loader += (
             "\n\nThe LoRA adapter alone (a few MB) is in `adapter/`; this folder holds it merged into the base model."
         )
-    return loader
+    return loader + (f"\n\n{usage}" if usage else "")
 
 
 def _label_rows(labels: LabelInfo) -> str:
@@ -130,6 +124,7 @@ def model_card(
     custom_code: bool = False,
     adaptation: str | None = None,
     adaptation_details: str = "",
+    usage: str | None = None,
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics.
 
@@ -138,7 +133,7 @@ def model_card(
     the metric names and their values as `model-index`.
 
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
-    `adaptation`: the domain-adaptation method the run used (e.g. "dann", "mmd"); None: none.
+    `adaptation`: the run's domain-adaptation method ("dann", "mmd" ...) or None; `usage`: `Modality.pipeline_usage`.
     `metrics`: None before evaluation (the card saved with the model says it is not evaluated yet).
     """
     data = _card_data(
@@ -154,7 +149,7 @@ def model_card(
     )
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
     adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
-    content = f"""---
+    return ModelCard(f"""---
 {data.to_yaml()}
 ---
 
@@ -180,6 +175,5 @@ Adapted from **{hub_id_of(model_path) or model_path}** with hftl (strategy: `{st
 {hyper_rows}
 
 ## How to load
-{_loader_text(pipeline_task, labels, is_adapter, custom_code, strategy)}
-"""
-    return ModelCard(content)
+{_loader_text(pipeline_task, labels, is_adapter, custom_code, strategy, usage)}
+""")

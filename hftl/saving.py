@@ -50,6 +50,7 @@ def _card(run: RunContext, metrics: dict[str, float] | None, counts: tuple[int, 
         custom_code=getattr(type(loaded.model), "_auto_class", None) is not None,  # register_for_auto_class
         adaptation=_adaptation_name(config),
         adaptation_details=card_text(config, run.shift, data.target.description) if data.target else "",
+        usage=run.modality.pipeline_usage(run.processor, config.inputs),
     )
 
 

@@ -177,7 +177,9 @@ def test_bad_audio_is_reported_by_path_or_skipped(tiny_wav2vec2_dir, tmp_path, c
     code = main(AudioModality(), DEFAULTS, _args(tiny_wav2vec2_dir, {"train_file": train}, tmp_path / "out"))
     error = capsys.readouterr().err
     assert code == 2 and "4 invalid row(s)" in error and "rows [1, 2, 3, 4]" in error
-    assert "unreadable, empty, NaN or too short" in error and f"{tmp_path}/clips/1.wav" in error
+    assert "unreadable, empty, NaN, too short or at an implausible sampling rate" in error
+    assert f"{tmp_path}/clips/1.wav (unreadable by soundfile" in error and f"{tmp_path}/clips/2.wav (empty" in error
+    assert f"{tmp_path}/clips/3.wav (NaN" in error and f"{tmp_path}/clips/4.wav (0.020 s" in error
     metrics = run_classification(
         AudioModality(),
         DEFAULTS,

@@ -173,3 +173,8 @@ class Modality(ABC):
     def data_collator(self, processor, args) -> Callable | None:
         """Batches model-ready examples (None: transformers' default collator)."""
         return None
+
+    def pipeline_usage(self, processor, args) -> str | None:
+        """Model-card text: how to hand raw inputs to `pipeline(...)` so that it sees what training saw; None when
+        the plain call does."""
+        return None

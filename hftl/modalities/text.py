@@ -78,6 +78,14 @@ class TextModality(Modality):
         processor.model_max_length = min(args.max_seq_length, processor.model_max_length)
         return processor
 
+    def pipeline_usage(self, processor, args: TextArguments) -> str:
+        """The call that truncates texts where training did (the pipeline does not truncate unless asked)."""
+        return (
+            f"Pass `truncation=True`: texts are then cut at {processor.model_max_length} tokens, as in training "
+            '(the tokenizer\'s `model_max_length`):\n```python\nclassifier(["first text", "second text"], '
+            "truncation=True, top_k=None)\n```"
+        )
+
     def preprocess(
         self,
         splits: DatasetDict,
