@@ -136,10 +136,8 @@ def model_card(
     `adaptation`: the run's domain-adaptation method ("dann", "mmd" ...) or None; `usage`: `Modality.pipeline_usage`.
     `metrics`: None before evaluation (the card saved with the model says it is not evaluated yet).
     """
-    found = metrics or {}
-    data = _card_data(
-        model_path, pipeline_task, hub_dataset, strategy, labels, found, is_adapter, adaptation, data_description
-    )
+    data = _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics or {}, is_adapter, adaptation,
+                      data_description)  # fmt: skip
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
     adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
     return ModelCard(f"""---
