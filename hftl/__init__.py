@@ -9,7 +9,15 @@ Auto classes, so `pipeline(...)` loads folders hftl saved without `trust_remote_
 
 import hftl.models  # noqa: F401  (registers the Auto classes)
 from hftl.errors import InputError
-from hftl.modalities.audio_io import load_audio
 
 __version__ = "0.1.0"
 __all__ = ["InputError", "__version__", "load_audio"]
+
+
+def __getattr__(name: str):
+    """`hftl.load_audio`, imported on first use (the modalities it lives beside cost a second to import)."""
+    if name == "load_audio":
+        from hftl.modalities.audio_io import load_audio
+
+        return load_audio
+    raise AttributeError(f"module 'hftl' has no attribute {name!r}")
