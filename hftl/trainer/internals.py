@@ -22,7 +22,9 @@ from torch.utils.data import SequentialSampler
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
-from hftl.trainer.checkpoints import TRAINER_STATE, commit_checkpoint
+from hftl.errors import InputError
+from hftl.trainer.checkpoints import TRAINER_STATE, commit_checkpoint, last_complete_checkpoint
+from hftl.writes import failed_write_message, write_failure
 
 # private Trainer method -> the parameter names the overrides below rely on (`_run_epoch` is called with `epoch=`)
 RELIED_ON = {
@@ -61,6 +63,7 @@ class TrainerInternals:
     """Mixin for a `transformers.Trainer` subclass: the private overrides described in the module docstring."""
 
     _staging_dir: str | None = None  # set while `_save_checkpoint` writes
+    _data_record: dict | None = None  # what checkpoints record of the data trained on (`hftl.trainer.fingerprint`)
     _length_sampler: EpochSeededLengthGroupedSampler | None = None
 
     def _get_eval_sampler(self, eval_dataset):
@@ -92,9 +95,10 @@ class TrainerInternals:
 
         Every process writes its part (the saving process the model, optimizer, scheduler and trainer state, each
         process its RNG state) into the staging folder. After a barrier, the saving process lists every file with its
-        size in `hftl_checkpoint.json`, flushes all to disk, renames the folder to `checkpoint-N`, and only then
-        rotates old checkpoints (`save_total_limit`), so the newest complete checkpoint is never deleted before the
-        new one is in place. The other processes wait until it has.
+        size and sha256 (and `_data_record`, the data trained on) in `hftl_checkpoint.json`,
+        flushes all to disk, renames the folder to `checkpoint-N`, and only then rotates old checkpoints
+        (`save_total_limit`), so the newest complete checkpoint is never deleted before the new one is in place. The
+        other processes wait until it has. A full disk removes the staging folder and raises an `InputError`.
         """
         run_dir = super()._get_output_dir(trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -103,19 +107,21 @@ class TrainerInternals:
         if self.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)  # a save of this step that a killed run left
         self.accelerator.wait_for_everyone()
-        self._staging_dir = staging
         try:
-            super()._save_checkpoint(model, trial)  # its rotation sees only the staging folder: deletes nothing
-        finally:
-            self._staging_dir = None
-        if self.state.best_model_checkpoint == staged:  # the new checkpoint is the best so far
-            self.state.best_model_checkpoint = final
+            self._stage_checkpoint(model, trial, staging, staged, final)
+            self.accelerator.wait_for_everyone()  # every process has written its files
             if self.args.should_save:
-                self.state.save_to_json(os.path.join(staged, TRAINER_STATE))
-        self.accelerator.wait_for_everyone()  # every process has written its files
-        if self.args.should_save:
-            commit_checkpoint(staged, final, self.state.global_step)
+                commit_checkpoint(staged, final, self.state.global_step, self._data_record)
+                shutil.rmtree(staging, ignore_errors=True)
+        except Exception as error:
+            reason = write_failure(error, run_dir)
+            if reason is None:
+                raise
             shutil.rmtree(staging, ignore_errors=True)
+            kept = last_complete_checkpoint(run_dir)
+            kept = f"The last complete checkpoint, {kept}, is kept: a rerun resumes from it. " if kept else ""
+            raise InputError(failed_write_message(name, run_dir, reason, kept)) from None
+        if self.args.should_save:
             rotate_checkpoints(
                 output_dir=run_dir,
                 save_total_limit=self.args.save_total_limit,
@@ -123,3 +129,15 @@ class TrainerInternals:
                 use_mtime=True,
             )
         self.accelerator.wait_for_everyone()
+
+    def _stage_checkpoint(self, model, trial, staging: str, staged: str, final: str) -> None:
+        """transformers' `_save_checkpoint`, writing into `staging` (its rotation sees only that: deletes nothing)."""
+        self._staging_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        if self.state.best_model_checkpoint == staged:  # the new checkpoint is the best so far
+            self.state.best_model_checkpoint = final
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE))
