@@ -67,7 +67,7 @@ def check_output_dir(config: RunConfig) -> None:
 
 def check_writable(output_dir: str) -> None:
     """Check that `output_dir` is a folder hftl can write into, or can be created: write and delete a probe file in
-    it or in its nearest existing parent (permission bits alone do not tell: root ignores them, a read-only mount not).
+    it or in its nearest existing parent (permission bits do not tell: root ignores them, but not a read-only mount).
 
     Raises:
         InputError: `output_dir` or a parent is a file, or the folder cannot be written.

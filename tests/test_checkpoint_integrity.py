@@ -89,6 +89,16 @@ def test_the_data_record_follows_content_not_objects_or_paths(tmp_path):
     )
 
 
+def test_an_adapting_run_records_its_target_examples_too():
+    from hftl.adaptation.pairing import PairedDomainDataset
+
+    source = Dataset.from_dict({"input_ids": [[1, 2], [3]], "labels": [0, 1]})
+    paired = dataset_sha256(PairedDomainDataset(source, Dataset.from_dict({"input_ids": [[5], [6]]})))
+    assert paired is not None and paired != dataset_sha256(source)
+    assert paired != dataset_sha256(PairedDomainDataset(source, Dataset.from_dict({"input_ids": [[5], [7]]})))
+    assert dataset_sha256([1, 2]) is None  # a dataset of unknown kind: no digest, nothing compared
+
+
 def test_record_differences_name_what_changed():
     then = {"labels": ["neg", "pos"], "train_examples": 32, "train_sha256": "a" * 64}
     assert record_differences(then, dict(then)) == []
@@ -113,6 +123,26 @@ def test_a_checkpoint_of_other_data_is_refused_before_training(tmp_path):
     trainer = _trainer(tmp_path, {**rows, "labels": [1, 0]})
     with pytest.raises(InputError, match=r"checkpoint-2 was trained on other data .*content.*--overwrite_output_dir"):
         trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def test_a_checkpoint_saved_under_original_weight_names_resumes_whole(tiny_vit_dir, tmp_path):
+    """transformers 5 saves ViT's weights under their original names (`encoder.layer.0.attention.attention.key`)
+    and its Trainer loaded them with `load_state_dict(strict=False)`: the backbone stayed as it was before training."""
+    from safetensors import safe_open
+    from transformers import ViTForImageClassification
+
+    trained = ViTForImageClassification.from_pretrained(tiny_vit_dir, num_labels=2, ignore_mismatched_sizes=True)
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(1.0)
+    trained.save_pretrained(tmp_path / "checkpoint-2")
+    with safe_open(tmp_path / "checkpoint-2" / "model.safetensors", framework="pt") as handle:
+        assert not set(handle.keys()) <= set(trained.state_dict())  # the names differ: the case being tested
+    fresh = ViTForImageClassification.from_pretrained(tiny_vit_dir, num_labels=2, ignore_mismatched_sizes=True)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    HftlTrainer(model=fresh, args=args)._load_from_checkpoint(str(tmp_path / "checkpoint-2"))
+    for name, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name
 
 
 @contextlib.contextmanager

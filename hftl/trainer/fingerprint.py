@@ -59,7 +59,7 @@ def dataset_sha256(dataset) -> str | None:
 
     if isinstance(dataset, Dataset):
         return _hf_dataset_sha256(dataset)
-    parts = [value for value in vars(dataset).values() if isinstance(value, Dataset)] if dataset is not None else []
+    parts = [value for value in getattr(dataset, "__dict__", {}).values() if isinstance(value, Dataset)]
     if not parts:
         return None
     return hashlib.sha256("".join(_hf_dataset_sha256(part) for part in parts).encode()).hexdigest()

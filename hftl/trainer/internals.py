@@ -1,26 +1,35 @@
 """Every place where hftl's Trainer relies on a private part of `transformers.Trainer`, in one module.
 
-transformers has no public hook for these three needs:
+transformers has no public hook for these four needs:
 
 - evaluation in dataset order (`_get_eval_sampler`): with `--train_sampling_strategy group_by_length`,
   transformers 5 also groups *evaluation* batches by length, so `predict()` would return predictions shuffled and
   `test_predictions.csv` would not match its rows;
 - length-grouped training batches that a resumed run replays exactly (`_get_train_sampler`, `_run_epoch`);
-- checkpoints written atomically (`_get_output_dir`, `_save_checkpoint`; see `hftl.trainer.checkpoints`).
+- checkpoints written atomically (`_get_output_dir`, `_save_checkpoint`; see `hftl.trainer.checkpoints`);
+- checkpoints loaded whole (`_load_from_checkpoint`, `_load_best_model`): transformers 5 saves a model with the
+  original names of its weights (`save_pretrained` reverts its renamings, e.g. ViT's `encoder.layer.0.attention.
+  attention.key` for `layers.0.attention.k_proj`) but loads a checkpoint with a plain `load_state_dict(strict=False)`,
+  so a resumed ViT kept the backbone it had before training and only its head came from the checkpoint (rc 0, one
+  "missing keys" warning); `--load_best_model_at_end` mixed the best head with the last backbone.
 
-`RELIED_ON` lists the signatures these overrides expect; `tests/test_trainer_internals.py` fails loudly when a
+`RELIED_ON` lists the signatures these overrides expect; `tests/test_core_specs.py` fails loudly when a
 transformers release changes one of them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
 import torch
+from safetensors import safe_open
 from torch.utils.data import SequentialSampler
+from transformers import PreTrainedModel
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from hftl.errors import InputError
 from hftl.trainer.checkpoints import TRAINER_STATE, commit_checkpoint, last_complete_checkpoint
@@ -31,6 +40,8 @@ RELIED_ON = {
     "_get_eval_sampler": ("self", "eval_dataset"),
     "_get_train_sampler": ("self", "train_dataset"),
     "_run_epoch": ("self", "model", "epoch"),
+    "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"),
+    "_load_best_model": ("self",),
     "_get_output_dir": ("self", "trial"),
     "_save_checkpoint": ("self", "model", "trial"),
 }
@@ -141,3 +152,36 @@ class TrainerInternals:
             self.state.best_model_checkpoint = final
             if self.args.should_save:
                 self.state.save_to_json(os.path.join(staged, TRAINER_STATE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if not self._load_renamed_weights(resume_from_checkpoint, self.model if model is None else model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        if not self._load_renamed_weights(self.state.best_model_checkpoint, self.model):
+            super()._load_best_model()
+
+    def _load_renamed_weights(self, checkpoint: str, model) -> bool:
+        """Load `checkpoint`'s model weights into `model` through `from_pretrained`, which maps their original names
+        to the model's, when they were saved under other names than the model's; False (nothing done) otherwise."""
+        if not isinstance(model, PreTrainedModel) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return False
+        saved = _saved_weight_names(checkpoint)
+        if saved is None or saved <= set(model.state_dict()):
+            return False
+        loaded = type(model).from_pretrained(checkpoint, dtype=model.dtype)
+        model.load_state_dict(loaded.state_dict())
+        return True
+
+
+def _saved_weight_names(checkpoint: str) -> set[str] | None:
+    """The names of the weights in `checkpoint`'s safetensors file(s), or None if it has none."""
+    index = os.path.join(checkpoint, SAFE_WEIGHTS_INDEX_NAME)
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as handle:
+            return set(json.load(handle)["weight_map"])
+    path = os.path.join(checkpoint, SAFE_WEIGHTS_NAME)
+    if not os.path.isfile(path):
+        return None
+    with safe_open(path, framework="pt") as handle:
+        return set(handle.keys())
