@@ -1,17 +1,20 @@
-"""Step 2 of a run, and its end: the output folder. Before any data loads, refuse to resume checkpoints that a run
-with other settings wrote; before training, clear an earlier run's results and write the resolved config."""
+"""Step 2 of a run, and its end: the output folder. Before any data loads, refuse an output folder that cannot be
+written, a `--resume_from_checkpoint` that is no complete checkpoint, and checkpoints that a run with other settings
+wrote; before training, clear an earlier run's results and write the resolved config."""
 
 from __future__ import annotations
 
 import glob
 import logging
 import os
+import tempfile
 
 import yaml
 
 from hftl.config import CONFIG_FILE, RunConfig, write_config
 from hftl.errors import InputError
-from hftl.trainer import last_complete_checkpoint
+from hftl.trainer import check_resumable, last_complete_checkpoint
+from hftl.writes import output_writes, write_failure
 
 logger = logging.getLogger("hftl")
 
@@ -28,11 +31,17 @@ RESULT_FILES = (
 
 
 def check_output_dir(config: RunConfig) -> None:
-    """Refuse, before any model loads, to auto-resume checkpoints that a run with other settings wrote.
+    """Refuse, before any model loads, an output folder that cannot be written, a `--resume_from_checkpoint` that is
+    no complete checkpoint, and auto-resuming checkpoints that a run with other settings wrote.
 
     Raises:
-        InputError: output_dir holds checkpoints and a config whose `config.resume_keys()` values differ.
+        InputError: output_dir is (or lies under) a file, or cannot be written (read-only); --resume_from_checkpoint
+            names a missing, incomplete or changed checkpoint; output_dir holds checkpoints and a config whose
+            `config.resume_keys()` values differ.
     """
+    check_writable(config.training.output_dir)
+    if config.training.do_train and config.training.resume_from_checkpoint is not None:
+        check_resumable(config.training.resume_from_checkpoint)
     training, output_dir = config.training, config.training.output_dir
     previous_path = os.path.join(output_dir, CONFIG_FILE)
     if (
@@ -56,6 +65,33 @@ def check_output_dir(config: RunConfig) -> None:
         )
 
 
+def check_writable(output_dir: str) -> None:
+    """Check that `output_dir` is a folder hftl can write into, or can be created: write and delete a probe file in
+    it or in its nearest existing parent (permission bits do not tell: root ignores them, but not a read-only mount).
+
+    Raises:
+        InputError: `output_dir` or a parent is a file, or the folder cannot be written.
+    """
+    path = os.path.abspath(output_dir)
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise InputError(f"--output_dir {output_dir} {where}, not a folder: choose another --output_dir.")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".hftl-write-check-", dir=existing)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        reason = write_failure(error, existing) or error.strerror
+        place = "" if existing == path else f" (in {existing}, where it would be created)"
+        raise InputError(
+            f"--output_dir {output_dir} cannot be written{place}: {reason}. Choose another --output_dir, or make it "
+            f"writable."
+        ) from None
+
+
 def start_output_dir(config: RunConfig) -> None:
     """Delete the results an earlier run left (the Trainer merges metrics into `all_results.json`, so a run without,
     say, target data would otherwise report the earlier run's target_* figures) and write `hftl_config.yaml`."""
@@ -67,7 +103,8 @@ def start_output_dir(config: RunConfig) -> None:
         os.remove(path)
     if stale:
         logger.info("Removed %d result file(s) of an earlier run from %s.", len(stale), output_dir)
-    write_config(config, output_dir)
+    with output_writes(output_dir, CONFIG_FILE):
+        write_config(config, output_dir)
 
 
 def resume_checkpoint(config: RunConfig) -> str | None:

@@ -13,6 +13,7 @@ from hftl.config import RunConfig, write_config
 from hftl.context import RunContext
 from hftl.modelcard import model_card
 from hftl.strategies import get_strategy
+from hftl.writes import output_writes
 
 logger = logging.getLogger("hftl")
 
@@ -60,12 +61,17 @@ def save_model(run: RunContext, model, trained, counts: tuple[int, int]) -> None
 
     Args:
         model: the trained model (a peft model for LoRA); counts: its (trainable, total) parameters.
+
+    Raises:
+        InputError: the disk filled up (or turned read-only) while saving; what was half-written is removed.
     """
     config, output_dir = run.config, run.config.training.output_dir
-    get_strategy(config.strategy.strategy).save(model, trained.trainer, run.processor, output_dir, config.strategy)
+    with output_writes(output_dir, "the trained model"):  # a full disk: one clear error, half-written files removed
+        get_strategy(config.strategy.strategy).save(model, trained.trainer, run.processor, output_dir, config.strategy)
+        if trained.trainer.is_world_process_zero():
+            write_config(config, output_dir)
+            _card(run, None, counts).save(os.path.join(output_dir, "README.md"))
     if trained.trainer.is_world_process_zero():
-        write_config(config, output_dir)
-        _card(run, None, counts).save(os.path.join(output_dir, "README.md"))
         logger.info("Saved the model to %s (before evaluation, so that an evaluation error loses nothing)", output_dir)
 
 
@@ -74,12 +80,14 @@ def publish(run: RunContext, trained, metrics: dict[str, float], counts: tuple[i
     and close the process group.
 
     Raises:
+        InputError: the disk filled up while writing the card.
         PushError: `--push_to_hub` failed (the local output is complete).
     """
     config, output_dir = run.config, run.config.training.output_dir
     try:
         if trained.trainer.is_world_process_zero():
-            _card(run, metrics, counts).save(os.path.join(output_dir, "README.md"))
+            with output_writes(output_dir, "the model card"):
+                _card(run, metrics, counts).save(os.path.join(output_dir, "README.md"))
             logger.info("Saved the model card and results to %s", output_dir)
             if config.push_to_hub:
                 hub.push_to_hub(output_dir, config.training, token=config.hub_token)

@@ -103,8 +103,9 @@ class Case:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def _child(recipe: str, argv: list[str], folder: str, env: dict[str, str]) -> None:
-    """Run one recipe in this (forked) process; stdout / stderr go to files in `folder`."""
+def _child(recipe: str, argv: list[str], folder: str, env: dict[str, str], before: Callable | None = None) -> None:
+    """Run one recipe in this (forked) process; stdout / stderr go to files in `folder`; `before()` runs first (a
+    fault case's way to make the run kill itself at a chosen step)."""
     out = os.open(os.path.join(folder, "stdout.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     err = os.open(os.path.join(folder, "stderr.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(out, 1)
@@ -120,6 +121,8 @@ def _child(recipe: str, argv: list[str], folder: str, env: dict[str, str]) -> No
         import hftl.modalities as modalities
         from hftl.recipes import main
 
+        if before is not None:
+            before()
         kinds = {"text": modalities.TextModality, "image": modalities.ImageModality, "speech": modalities.AudioModality}
         modality = kinds[recipe]()
         code = main(modality, recipe_defaults(RECIPES[recipe]), argv)
@@ -146,10 +149,15 @@ def _context():
     return _CONTEXT
 
 
-def run_recipe(recipe: str, argv: list[str], folder: Path, timeout: float, env: dict[str, str]) -> Result:
-    """Run `recipes/<recipe>` with `argv` in a forked child, in `folder`; kill it after `timeout` seconds."""
+def run_recipe(
+    recipe: str, argv: list[str], folder: Path, timeout: float, env: dict[str, str], before: Callable | None = None
+) -> Result:
+    """Run `recipes/<recipe>` with `argv` in a forked child, in `folder`; kill it after `timeout` seconds.
+
+    `before`: a picklable callable the child runs before the recipe (e.g. `functools.partial` of a module function).
+    """
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", **env}
-    process = _context().Process(target=_child, args=(recipe, argv, str(folder), env))
+    process = _context().Process(target=_child, args=(recipe, argv, str(folder), env, before))
     process.start()
     process.join(timeout)
     code = process.exitcode

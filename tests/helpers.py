@@ -40,6 +40,37 @@ def run_python(args: list[str], cwd=None, timeout: int = 900):
     return done
 
 
+def saved_weights(folder) -> dict:
+    """name -> tensor: every tensor of the model saved in `folder` and, for LoRA, of the adapter beside it."""
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for name in ("model.safetensors", os.path.join("adapter", "adapter_model.safetensors")):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            tensors.update({f"{name}:{key}": value for key, value in load_file(path).items()})
+    return tensors
+
+
+def assert_same_weights(folder, reference) -> None:
+    """The model saved in `folder` is bit-identical to the one in `reference` (`torch.equal`, every tensor)."""
+    import torch
+
+    ours, theirs = saved_weights(folder), saved_weights(reference)
+    assert ours.keys() == theirs.keys() and ours
+    different = [key for key in ours if not torch.equal(ours[key], theirs[key])]
+    assert not different, {key: (ours[key] - theirs[key]).abs().max().item() for key in different[:5]}
+
+
+def resumed_step(output: str) -> int:
+    """The step of the checkpoint a run's log says it resumed from (asserts that it says so)."""
+    import re
+
+    match = re.search(r"Resuming from \S*checkpoint-(\d+)", output)
+    assert match, output[-3000:]
+    return int(match.group(1))
+
+
 def recipe_args(model_dir: str, data: dict[str, str], output_dir, *flags: str) -> list[str]:
     """Command-line flags of a recipe run: the model, the data (flag name -> value), the output folder, more flags."""
     args = ["--model_name_or_path", model_dir, "--output_dir", str(output_dir)]

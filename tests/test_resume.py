@@ -20,8 +20,7 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, make_texts, recipe_args, run_python, write_csv
-from safetensors.torch import load_file
+from helpers import ROOT, assert_same_weights, make_texts, recipe_args, resumed_step, run_python, write_csv
 from transformers import TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -89,29 +88,6 @@ def _args(model_dir, train_file, output_dir, strategy, *extra):
     return recipe_args(model_dir, {"train_file": train_file}, output_dir, *FLAGS, "--strategy", strategy, *extra)
 
 
-def _weights(folder) -> dict[str, torch.Tensor]:
-    """Every tensor of the saved model and, for LoRA, of the adapter beside it."""
-    tensors = {}
-    for name in ("model.safetensors", os.path.join("adapter", "adapter_model.safetensors")):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            tensors.update({f"{name}:{key}": value for key, value in load_file(path).items()})
-    return tensors
-
-
-def _assert_same_weights(folder, reference) -> None:
-    ours, theirs = _weights(folder), _weights(reference)
-    assert ours.keys() == theirs.keys() and ours
-    different = [key for key in ours if not torch.equal(ours[key], theirs[key])]
-    assert not different, {key: (ours[key] - theirs[key]).abs().max().item() for key in different[:5]}
-
-
-def _resumed_step(output: str) -> int:
-    match = re.search(r"Resuming from \S*checkpoint-(\d+)", output)
-    assert match, output[-3000:]
-    return int(match.group(1))
-
-
 def _checkpoints(folder) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name.startswith("checkpoint-") or ".partial" in name)
 
@@ -155,8 +131,8 @@ def test_sigkill_mid_run_then_the_same_command_ends_with_the_uninterrupted_weigh
     assert not (output_dir / "all_results.json").exists()  # killed before the end
 
     done = run_python([RECIPE, *args])  # the same command, without the slowdown: resumes by itself
-    assert _resumed_step(done.stdout + done.stderr) >= 12
-    _assert_same_weights(output_dir, uninterrupted(strategy))
+    assert resumed_step(done.stdout + done.stderr) >= 12
+    assert_same_weights(output_dir, uninterrupted(strategy))
     assert json.load(open(output_dir / "all_results.json"))["epoch"] == 3.0
     assert _checkpoints(output_dir) == ["checkpoint-20", "checkpoint-24"]  # the recipe's save_total_limit 2
 
@@ -187,9 +163,9 @@ def test_kill_during_a_save_resumes_from_the_previous_checkpoint(tiny_bert_dir, 
 
     done = run_python([RECIPE, *args])
     output = done.stdout + done.stderr
-    assert _resumed_step(output) == 12  # in the middle of epoch 2
+    assert resumed_step(output) == 12  # in the middle of epoch 2
     assert "Not resuming from" in output and "Removing" in output
-    _assert_same_weights(output_dir, uninterrupted("full"))
+    assert_same_weights(output_dir, uninterrupted("full"))
     assert _checkpoints(output_dir) == ["checkpoint-24"]
 
 
@@ -268,6 +244,6 @@ def test_two_processes_killed_in_a_save_resume_exactly(tiny_bert_dir, train_file
     files = json.load(open(output_dir / "checkpoint-12" / CHECKPOINT_MANIFEST))["files"]
     assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "model.safetensors"} <= files.keys()
 
-    assert _resumed_step(launch(output_dir)) == 12
-    _assert_same_weights(output_dir, reference)
+    assert resumed_step(launch(output_dir)) == 12
+    assert_same_weights(output_dir, reference)
     assert _checkpoints(output_dir) == ["checkpoint-20", "checkpoint-24"]

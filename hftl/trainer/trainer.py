@@ -7,15 +7,23 @@ methods lives in `hftl.trainer.internals`.
 
 from __future__ import annotations
 
-import os
+import logging
 
 import torch
 from torch.nn import functional as F
 from transformers import Trainer
 
 from hftl.errors import InputError
-from hftl.trainer.checkpoints import checkpoint_problem, last_complete_checkpoint, remove_partial_checkpoints
+from hftl.trainer.checkpoints import (
+    check_resumable,
+    last_complete_checkpoint,
+    read_manifest,
+    remove_partial_checkpoints,
+)
+from hftl.trainer.fingerprint import data_record, record_differences
 from hftl.trainer.internals import TrainerInternals
+
+logger = logging.getLogger("hftl")
 
 
 def _scalar_parts(outputs) -> dict[str, torch.Tensor]:
@@ -37,8 +45,9 @@ class HftlTrainer(TrainerInternals, Trainer):
     - Scalar parts of the model's output beside `loss` (a training task's `cls_loss`, `align_loss`, `grl_lambda`)
       are logged with the training loss, each the mean over the micro-batches since the last log (every accumulation
       step) and over the processes.
-    - Evaluation keeps the dataset's order; checkpoints are written atomically; `train(resume_from_checkpoint=True)`
-      resumes the last complete one, and an explicit checkpoint that is incomplete is refused.
+    - Evaluation keeps the dataset's order; checkpoints are written atomically, with a sha256 of each file and a
+      record of the data trained on; `train(resume_from_checkpoint=True)` resumes the last complete one, and an
+      explicit checkpoint that is incomplete, or one trained on other data, is refused.
     """
 
     def __init__(self, *args, **kwargs):
@@ -102,8 +111,11 @@ class HftlTrainer(TrainerInternals, Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """`Trainer.train`, after removing unfinished checkpoint saves; `True` resumes the last complete checkpoint.
 
+        Checkpoints record the data trained on (`hftl.trainer.fingerprint`); a checkpoint resumed with other data
+        (other classes, another number of training examples, other content) is refused before any step.
+
         Raises:
-            InputError: `resume_from_checkpoint` names an incomplete checkpoint.
+            InputError: `resume_from_checkpoint` names an incomplete checkpoint, or one trained on other data.
         """
         output_dir = self.args.output_dir
         if self.args.should_save and output_dir:
@@ -114,11 +126,26 @@ class HftlTrainer(TrainerInternals, Trainer):
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint found in output directory ({output_dir})")
         elif isinstance(resume_from_checkpoint, str):
-            problem = checkpoint_problem(resume_from_checkpoint)
-            if problem is not None:
-                latest = last_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
-                raise InputError(
-                    f"--resume_from_checkpoint {resume_from_checkpoint} is not a complete checkpoint ({problem}); "
-                    f"the last complete one beside it: {latest}."
-                )
+            check_resumable(resume_from_checkpoint)
+        self._data_record = None
+        if resume_from_checkpoint or self.args.save_strategy != "no":
+            self._data_record = data_record(self.train_dataset, self.model)
+        if resume_from_checkpoint:
+            self._check_same_data(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _check_same_data(self, checkpoint: str) -> None:
+        """Raise an `InputError` when `checkpoint`'s manifest records other data than `_data_record`."""
+        then = (read_manifest(checkpoint) or {}).get("data")
+        if not then:
+            logger.info(
+                "%s records no data to compare with (written by an older hftl or plain transformers).", checkpoint
+            )
+            return
+        differences = record_differences(then, self._data_record)
+        if differences:
+            raise InputError(
+                f"{checkpoint} was trained on other data than this run's ({'; '.join(differences)}), and resuming it "
+                f"would go on training it with other examples or classes. Rerun with the data it was trained on, or "
+                f"start afresh: --overwrite_output_dir true (and no --resume_from_checkpoint), or another --output_dir."
+            )
