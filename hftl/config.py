@@ -2,14 +2,15 @@
 
 Flags come from the recipe's defaults, a `--config` YAML / JSON file and the command line (lowest first), parsed by
 `HfArgumentParser` into the argument dataclasses (`hftl.arguments`, each adaptation method's own, the modality's)
-and `TrainingArguments`. Resolving fills in what depends on the choices made: a strategy's learning rate, its
-model-dependent values (`--num_frozen_layers`, the stage-2 rate), the packaged model's flags (`--image_size`),
-whether built-in digits may be mirrored (`--random_flip`). `hftl_config.yaml` records exactly these values.
+and `TrainingArguments`, every value checked on the way (`hftl.validation`, `hftl.flag_checks`, `hftl.config_file`)
+and the model's folder or Hub id too (`hftl.model_source`), before any data or model loads. Resolving fills in what
+depends on the choices made: a strategy's learning rate, its model-dependent values (`--num_frozen_layers`, the
+stage-2 rate), the packaged model's flags (`--image_size`), whether built-in digits may be mirrored (`--random_flip`).
+`hftl_config.yaml` records exactly these values.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -21,15 +22,18 @@ from functools import partial
 from typing import Any
 
 import transformers
-import yaml
-from transformers import AutoConfig, HfArgumentParser, TrainingArguments
+from transformers import AutoConfig, TrainingArguments
 
 from hftl import hub
 from hftl.adaptation.methods import get_method, method_names
 from hftl.arguments import AdaptationArguments, DataTrainingArguments, ModelArguments, RunArguments, StrategyArguments
+from hftl.config_file import dump_config, load_config_file
 from hftl.errors import InputError
+from hftl.flag_checks import check_flag_values
+from hftl.model_source import check_model_sources
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
+from hftl.validation import FlagParser, build_arguments
 
 logger = logging.getLogger("hftl")
 
@@ -106,25 +110,10 @@ def argument_types(modality) -> tuple[type, ...]:
     )
 
 
-def _load_config_file(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise InputError(f"--config {path}: no such file.")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
-        except (json.JSONDecodeError, yaml.YAMLError) as error:
-            raise InputError(f"--config {path} does not parse: {error}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise InputError(f"--config {path} must hold a mapping of flag names to values, got {type(values).__name__}.")
-    return values
-
-
 def parse_args(
     dataclass_types: tuple[type, ...], defaults: dict[str, Any] | None = None, args: list[str] | None = None
 ) -> tuple[tuple, set[str]]:
-    """Parse flags into the given dataclasses (and `TrainingArguments`).
+    """Parse flags into the given dataclasses (and `TrainingArguments`), checking every value before any is used.
 
     Precedence, lowest first: the dataclass defaults, the recipe's `defaults`, the `--config` file, the command line.
 
@@ -132,28 +121,28 @@ def parse_args(
         (the dataclass instances, the names of the flags the user set on the command line or in the config file).
 
     Raises:
-        InputError: the config file is missing, does not parse or names an unknown flag.
+        InputError: an unknown flag, a value of the wrong type or out of range, a bad combination (see
+            `hftl.validation` and `hftl.flag_checks`), or a bad config file (see `hftl.config_file`).
     """
-    parser = HfArgumentParser(dataclass_types)
+    parser = FlagParser(dataclass_types)
     parser.add_argument("--config", default=None, help="YAML or JSON file of flag values (flags override it).")
     parser.set_defaults(**(defaults or {}))
-    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser = FlagParser((), add_help=False)
     pre_parser.add_argument("--config", default=None)
     known, _ = pre_parser.parse_known_args(args)
     explicit: set[str] = set()
     if known.config:
-        values = _load_config_file(known.config)
-        flags = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - flags)
-        if unknown:
-            raise InputError(f"--config {known.config}: unknown flag(s) {unknown}. See --help for the flag names.")
+        actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+        values = load_config_file(known.config, actions)
         parser.set_defaults(**values)
         explicit |= set(values)
-    *parsed, _namespace = parser.parse_args_into_dataclasses(args=args)
+    namespace = parser.parse_flags(args)
+    check_flag_values(vars(namespace))
+    parsed = build_arguments(parser, namespace)
     for token in args if args is not None else sys.argv[1:]:
         if token.startswith("--"):
             explicit.add(token[2:].split("=", 1)[0].replace("-", "_"))
-    return tuple(parsed), explicit
+    return parsed, explicit
 
 
 def resolved_config(*arguments: Any) -> dict[str, Any]:
@@ -273,6 +262,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *method_args, training = parsed
+    check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
@@ -296,4 +286,4 @@ def write_config(config: RunConfig, output_dir: str) -> None:
     """Write `output_dir/hftl_config.yaml`: every resolved flag (usable as `--config`)."""
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, CONFIG_FILE), "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config.as_dict(), handle, sort_keys=False)
+        dump_config(config.as_dict(), handle)

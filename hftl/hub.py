@@ -13,7 +13,7 @@ import shlex
 
 from transformers import TrainingArguments
 
-from hftl.errors import PushError
+from hftl.errors import InputError, PushError
 
 logger = logging.getLogger("hftl")
 
@@ -71,6 +71,45 @@ def take_token(training_args: TrainingArguments) -> str | None:
     """
     token, training_args.hub_token = training_args.hub_token, None
     return token
+
+
+def check_push(hub_model_id: str | None, output_dir: str | None, hub_token: str | None) -> None:
+    """Before anything trains: the push at the end would have a valid repository id, a token and a network.
+
+    No request is sent: the token is only looked up (`--hub_token`, else `HF_TOKEN`, else the `hf auth login` store).
+
+    Raises:
+        InputError: an invalid `--hub_model_id` (or, without one, an `--output_dir` folder name that is not a valid
+            repository name), no token, or `HF_HUB_OFFLINE` set.
+    """
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id = hub_model_id or os.path.basename(os.path.abspath(output_dir or "."))
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        given = (
+            f"--hub_model_id {hub_model_id!r}"
+            if hub_model_id
+            else f"--hub_model_id not given, so the repository is named after the --output_dir folder {repo_id!r}"
+        )
+        raise InputError(
+            f"--push_to_hub: {given}, which is not a valid Hub repository id ({error}). Pass --hub_model_id NAME or "
+            f"NAMESPACE/NAME (letters, digits, '-', '_', '.'; at most 96 characters)."
+        ) from None
+    try:
+        token = hub_token or get_token()  # get_token: HF_TOKEN, then the `hf auth login` store
+    except Exception as error:  # e.g. a failed OIDC token exchange (HF_OIDC_RESOURCE)
+        raise InputError(f"--push_to_hub: looking for a Hub token failed: {error}.") from None
+    if token is None:
+        raise InputError(
+            "--push_to_hub: no Hub token found (no --hub_token, no HF_TOKEN, no stored login), so the push after "
+            "training would fail. Run `hf auth login`, or pass --hub_token (or set HF_TOKEN)."
+        )
+    if constants.HF_HUB_OFFLINE:
+        raise InputError("--push_to_hub with HF_HUB_OFFLINE set: the Hub cannot be reached. Unset HF_HUB_OFFLINE.")
 
 
 def push_to_hub(output_dir: str, training_args: TrainingArguments, token: str | None = None) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoConfig
 
@@ -33,6 +35,39 @@ class LoadedModel:
     new_parameters: list[str]
 
 
+@contextlib.contextmanager
+def _user_files(flag: str, path: str, what: str):
+    """Errors the user's model files cause while `what` loads, as an `InputError` naming `flag` and `path`.
+
+    `hftl.model_source` checks the files before anything loads; this catches what a static check cannot see (a
+    pickle that builds its objects dynamically, a Hub model's files).
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as error:
+        text = " ".join(str(error).split())
+        if type(error).__name__ == "UnpicklingError" or "weights_only" in text:
+            raise InputError(
+                f"{flag} {path}: the {what}'s pickled weights were refused: unpickling them would run code. Use the "
+                f"model's model.safetensors, or convert the weights to safetensors yourself if you trust their source."
+            ) from None
+        if "trust_remote_code" in text:
+            raise InputError(
+                f"{flag} {path}: the {what} needs custom code, which is not run unless you pass --trust_remote_code "
+                f"true. Pass it only if you trust the source (read the code first)."
+            ) from None
+        if isinstance(error, SafetensorError):
+            raise InputError(
+                f"{flag} {path}: the {what}'s safetensors weights are damaged ({text[:200]}). Download or save the "
+                f"model again."
+            ) from None
+        if isinstance(error, OSError) or "Unrecognized" in text:
+            raise InputError(f"{flag} {path}: the {what} did not load: {text[:500]}") from None
+        raise
+
+
 def _from_pretrained(auto_class, config: RunConfig, path: str, labels: LabelInfo):
     """(model, names of new parameters). Raises: InputError when checkpoint weights do not fit the classes."""
     model_args = config.model
@@ -42,21 +77,24 @@ def _from_pretrained(auto_class, config: RunConfig, path: str, labels: LabelInfo
         token=model_args.token,
         trust_remote_code=model_args.trust_remote_code,
     )
-    model_config = AutoConfig.from_pretrained(
-        model_args.config_name or path,
-        num_labels=len(labels.names),
-        id2label=labels.id2label,
-        label2id=labels.label2id,
-        **common,
-    )
-    try:
-        model, info = auto_class.from_pretrained(
-            path,
-            config=model_config,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            output_loading_info=True,
+    flag = "--config_name" if model_args.config_name else "--model_name_or_path"
+    with _user_files(flag, model_args.config_name or path, "model config"):
+        model_config = AutoConfig.from_pretrained(
+            model_args.config_name or path,
+            num_labels=len(labels.names),
+            id2label=labels.id2label,
+            label2id=labels.label2id,
             **common,
         )
+    try:
+        with _user_files("--model_name_or_path", path, "model"):
+            model, info = auto_class.from_pretrained(
+                path,
+                config=model_config,
+                ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+                output_loading_info=True,
+                **common,
+            )
     except RuntimeError as error:
         if "mismatch" in str(error).lower():
             raise InputError(
@@ -75,7 +113,10 @@ def load_model(modality, config: RunConfig, labels: LabelInfo) -> LoadedModel:
     """Load the processor and the classifier (`--model_name_or_path`, else the modality's packaged model), keep the
     encoder layers up to `--feature_layer`, and let the modality adjust both to its inputs."""
     path = config.model.model_name_or_path or modality.default_model()
-    processor = modality.configure_processor(modality.load_processor(config.model, path), config.inputs)
+    flag = "--tokenizer_name" if config.model.tokenizer_name else "--model_name_or_path"
+    with _user_files(flag, config.model.tokenizer_name or path, "tokenizer / processor"):
+        processor = modality.load_processor(config.model, path)
+    processor = modality.configure_processor(processor, config.inputs)
     model, new = _from_pretrained(modality.auto_model_class, config, path, labels)
     if config.strategy.feature_layer is not None:
         keep_bottom_layers(model, config.strategy.feature_layer)

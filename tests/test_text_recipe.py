@@ -210,16 +210,21 @@ def test_unknown_config_key(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("learning_rat: 0.1\n")
     assert main(TextModality(), DEFAULTS, ["--config", str(config)]) == 2
-    assert "unknown flag(s) ['learning_rat']" in capsys.readouterr().err
+    assert "unknown flag(s) learning_rat (did you mean learning_rate" in capsys.readouterr().err
 
 
-def test_bad_data_fails_before_the_model_loads(tmp_path, capsys):
+def test_bad_data_fails_before_the_model_loads(tiny_bert_dir, tmp_path, capsys):
+    import shutil
+
     path = tmp_path / "train.csv"
     path.write_text("body,label\ngood,pos\nbad,neg\n")
+    model = tmp_path / "model"  # passes the early checks of the folder, but its weights would not load
+    shutil.copytree(tiny_bert_dir, model)
+    (model / "model.safetensors").write_bytes(b"not safetensors")
     code = main(
         TextModality(),
         DEFAULTS,
-        ["--train_file", str(path), "--model_name_or_path", "/no/such/model", "--output_dir", str(tmp_path / "out")],
+        ["--train_file", str(path), "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "out")],
     )
     assert code == 2
     assert "no text column found among ['body', 'label']" in capsys.readouterr().err
