@@ -305,7 +305,7 @@ def _signal_cases() -> list[Case]:
 NO_SPACE = r"no space left.*--output_dir"
 OTHER_DATA = r"other data.*--overwrite_output_dir"
 READ_ONLY = r"--output_dir .*read-only"
-A_FILE = r"--output_dir .*file\.txt.*(is a file|a file, not a folder)"  # flag_checks or check_writable: the first to see it
+A_FILE = r"--output_dir .*file\.txt.*(is a file|a file, not a folder)"  # whichever check sees it first
 RESUMES_AT_4 = Handled(_as_uninterrupted(4))
 NOT_RESUMED = Handled(_as_uninterrupted(None))
 
