@@ -105,9 +105,10 @@ def check_model_type(flag: str, where: str, config: dict, trust_remote_code: boo
     import transformers
     from transformers import CONFIG_MAPPING
 
-    import hftl.models  # noqa: F401  (registers hftl's own model types)
+    import hftl.models  # registers hftl's own model types
 
-    if config.get("auto_map"):
+    own = {hftl.models.EfficientNetLiteConfig.model_type, hftl.models.CroppedWhisperConfig.model_type}
+    if config.get("auto_map") and config.get("model_type") not in own:  # hftl's own types load its registered code
         if trust_remote_code:
             return
         files = sorted({f"{str(v).split('.')[0]}.py" for v in config["auto_map"].values() if isinstance(v, str)})
