@@ -209,16 +209,12 @@ def _resolve_training(training: TrainingArguments, modality, strategy_name: str,
     `masked_spec_embed` without SpecAugment, a layer LayerDrop skipped) stops the run. transformers 5 checkpoints
     non-reentrantly unless asked otherwise, which works with it on. An explicit `--ddp_find_unused_parameters` wins.
     """
+    from hftl.training.checkpointing import uses_reentrant_checkpointing  # hftl.training imports this module
+
     for key, value in modality.training_overrides.items():
         setattr(training, key, value)
-    kwargs = {
-        k: v
-        for k, v in (training.activation_checkpointing_kwargs or {}).items()
-        if k not in ("every_n_layers", "offload")
-    }
-    reentrant = bool(kwargs) and kwargs.get("use_reentrant", True)  # torch's default when kwargs are given
     if training.world_size > 1 and training.activation_checkpointing and training.ddp_find_unused_parameters is None:
-        training.ddp_find_unused_parameters = True if not reentrant else None
+        training.ddp_find_unused_parameters = None if uses_reentrant_checkpointing(training) else True
     rate = get_strategy(strategy_name).default_learning_rate
     if "learning_rate" not in explicit and rate is not None:
         training.learning_rate = rate
