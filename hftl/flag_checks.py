@@ -174,6 +174,17 @@ def _check_folders(values: dict[str, Any]) -> None:
             raise InputError(f"--{flag} {path}: a file, not a folder. Give a folder (it is created if missing).")
 
 
+def _check_temperature_scaling(values: dict[str, Any]) -> None:
+    """--temperature_scaling fits T on the validation split: the run must evaluate (transformers turns --do_eval on
+    when --eval_strategy is not no)."""
+    if values.get("temperature_scaling") and not values.get("do_eval") and _plain(values.get("eval_strategy")) == "no":
+        raise InputError(
+            "--temperature_scaling fits the temperature on the validation split, and this run does not evaluate "
+            "(--do_eval false): set --do_eval true (a validation split is carved from train when none is given), "
+            "or drop --temperature_scaling."
+        )
+
+
 def check_flag_values(values: dict[str, Any]) -> None:
     """Ranges (`FLAG_RANGES`) and combinations of the parsed flag values (dest name -> value).
 
@@ -188,5 +199,6 @@ def check_flag_values(values: dict[str, Any]) -> None:
     _check_report_to(values)
     _check_best_model(values)
     _check_folders(values)
+    _check_temperature_scaling(values)
     if values.get("push_to_hub"):
         check_push(values.get("hub_model_id"), values.get("output_dir"), values.get("hub_token"))

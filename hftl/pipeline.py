@@ -1,7 +1,7 @@
 """The run every recipe shares, as named steps: each takes what earlier steps returned and changes none of it.
 
-    config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> save the model -> evaluate
-    -> reports -> card and push
+    config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> calibrate -> save the model
+    -> evaluate -> reports -> card and push
 
 The model is saved as soon as it is trained: an error in evaluation or the reports loses no training.
 
@@ -27,6 +27,7 @@ from hftl.modeling import load_model
 from hftl.output import check_output_dir, start_output_dir
 from hftl.saving import publish, save_model
 from hftl.strategies import get_strategy, log_parameter_counts, model_parts
+from hftl.temperature_scaling import calibrate, check_temperature_scaling
 from hftl.training import train_stages
 
 logger = logging.getLogger("hftl")
@@ -56,6 +57,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     shift = measure_shift(loaded.model, loaded.processor, inputs, data, config)
     layer = FeatureLayer.of(loaded.model, len(data.labels.names))
     run = RunContext(modality, config, data, loaded, inputs, shift, layer)
+    check_temperature_scaling(run)  # before training: T must fold into the layer that outputs the logits
     strategy, parts = get_strategy(config.strategy.strategy), model_parts(loaded.model, loaded.new_parameters)
     model = strategy.apply(loaded.model, parts, config.strategy, modality.peft_task_type)
     modality.after_strategy(model, config.inputs)
@@ -66,8 +68,9 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         trained.metrics.update(
             train_samples=len(data.source.splits["train"]), trainable_parameters=counts[0], total_parameters=counts[1]
         )
+    calibration = calibrate(model, trained, run)  # --temperature_scaling: T fitted on validation, folded into the model
     save_model(run, model, trained, counts)
-    metrics = evaluate(trained, run)
+    metrics = evaluate(trained, run) | calibration
     metrics.update(domain_reports(trained, run))
     publish(run, trained, metrics, counts)
     return metrics

@@ -93,10 +93,14 @@ def _predictions_read_back(result: Result) -> None:
     path = result.output_dir / "eval_predictions.csv"
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 16 and set(rows[0]) == {"source_row", "prediction"}, rows[:2]
+    columns = ["source_row", "prediction", "score", "prob_bad; so, so", 'prob_good, "really"']  # classes sorted
+    assert len(rows) == 16 and list(rows[0]) == columns, rows[:2]
     assert {r["prediction"] for r in rows} <= {'good, "really"', "bad; so, so"}, rows
+    for row in rows:  # the score is the predicted class's probability, and the probabilities sum to 1
+        assert float(row["score"]) == float(row[f"prob_{row['prediction']}"])
+        assert abs(float(row[columns[3]]) + float(row[columns[4]]) - 1) < 1e-6
     frame = pandas.read_csv(path)
-    assert list(frame.columns) == ["source_row", "prediction"] and len(frame) == 16
+    assert list(frame.columns) == columns and len(frame) == 16
     assert set(frame["prediction"]) <= {'good, "really"', "bad; so, so"}
 
 
