@@ -34,6 +34,7 @@ from hftl.model_source import check_model_sources
 from hftl.search import HPSearchArguments
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
+from hftl.tracking import joined_trackers, name_run, split_trackers
 from hftl.validation import FlagParser, build_arguments
 
 logger = logging.getLogger("hftl")
@@ -141,6 +142,8 @@ def parse_args(
         parser.set_defaults(**values)
         explicit |= set(values)
     namespace = parser.parse_flags(args)
+    if hasattr(namespace, "report_to"):
+        namespace.report_to = split_trackers(namespace.report_to)
     check_flag_values(vars(namespace))
     parsed = build_arguments(parser, namespace)
     for token in args if args is not None else sys.argv[1:]:
@@ -164,8 +167,8 @@ def resolved_config(*arguments: Any) -> dict[str, Any]:
                 value = value.value
             elif dataclasses.is_dataclass(value):  # e.g. accelerator_config
                 value = dataclasses.asdict(value)
-            if isinstance(obj, TrainingArguments) and f.name == "report_to" and value == []:
-                value = "none"
+            if isinstance(obj, TrainingArguments) and f.name == "report_to":
+                value = joined_trackers(value)
             try:
                 json.dumps(value)
             except TypeError:
@@ -266,6 +269,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
+    name_run(training)
     push, training.push_to_hub = training.push_to_hub, False
     token = hub.take_token(training)
     count = functools.cache(partial(layer_count, modality, model, strategy.feature_layer))

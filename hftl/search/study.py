@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.util
 import json
 import logging
 import math
@@ -148,9 +149,12 @@ def _prepare(modality, config: RunConfig, run) -> Search:
     """Check the search's flags and its space, before any data or model loads.
 
     Raises:
-        InputError: several processes, no training or no evaluation, --resume_from_checkpoint, a bad space.
+        InputError: Optuna missing, several processes, no training or no evaluation, --resume_from_checkpoint, a bad
+            space.
     """
     training = config.training
+    if importlib.util.find_spec("optuna") is None:
+        raise InputError("--hp_search_trials needs Optuna: `pip install 'hftl[search]'` (or `pip install optuna`).")
     if training.world_size > 1:
         raise InputError(
             f"--hp_search_trials runs its trials one after the other in one process; this run has "
@@ -297,11 +301,10 @@ def _run_trial(search: Search, number: int, params: dict[str, Any], fresh: bool)
     if fresh and os.path.isdir(folder):
         shutil.rmtree(folder)
     os.makedirs(folder, exist_ok=True)
-    config = search.config
-    name = config.training.run_name or os.path.basename(os.path.normpath(search.output_dir))
+    config, name = search.config, _given_run_name(search.config)
     args = ["--config", os.path.join(search.output_dir, CONFIG_FILE), *trial_flags(params), "--output_dir", folder]
     args += ["--do_predict", "false", "--push_to_hub", "false", "--overwrite_output_dir", "false"]
-    args += ["--run_name", f"{name}-trial-{number}"]
+    args += ["--run_name", f"{name}-trial-{number}" if name else folder]
     if config.strategy.cache_features and config.strategy.feature_cache_dir is None:
         args += ["--feature_cache_dir", os.path.join(search.output_dir, "feature_cache")]
     metrics = search.run(search.modality, resolve_config(search.modality, None, args), search.data)
@@ -327,13 +330,19 @@ def _tidy(study, output_dir: str) -> None:
                     os.remove(path)
 
 
+def _given_run_name(config: RunConfig) -> str | None:
+    """--run_name as the user gave it (None: it defaulted to --output_dir, see `hftl.tracking.name_run`)."""
+    name = config.training.run_name
+    return None if name == config.training.output_dir else name
+
+
 def _user_values(config: RunConfig) -> dict[str, Any]:
     """The flags that trials override, as the user gave them: best_config.yaml restores them."""
     return {
         "do_predict": config.training.do_predict,
         "push_to_hub": config.push_to_hub,
         "overwrite_output_dir": config.run.overwrite_output_dir,
-        "run_name": config.training.run_name,
+        "run_name": _given_run_name(config),
         "feature_cache_dir": config.strategy.feature_cache_dir,
         "hp_space": None,
         "hp_search_direction": None,
