@@ -32,8 +32,10 @@ from hftl.config_file import dump_config, load_config_file
 from hftl.errors import InputError
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
+from hftl.search import HPSearchArguments
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
+from hftl.tracking import joined_trackers, name_run, split_trackers
 from hftl.validation import FlagParser, build_arguments
 
 logger = logging.getLogger("hftl")
@@ -52,6 +54,7 @@ class RunConfig:
         calibration: the calibration step's flags (`--temperature_scaling`).
         push_to_hub: `--push_to_hub` (the Trainer's own push is turned off: the finished folder is pushed once).
         hub_token: `--hub_token`, kept out of `training` (the Trainer pickles it into every checkpoint).
+        search: the hyper-parameter search flags (`hftl.search`).
     """
 
     model: ModelArguments
@@ -65,6 +68,7 @@ class RunConfig:
     push_to_hub: bool = False
     hub_token: str | None = field(default=None, repr=False)
     calibration: CalibrationArguments = field(default_factory=CalibrationArguments)
+    search: HPSearchArguments = field(default_factory=HPSearchArguments)
 
     @property
     def method(self):
@@ -73,7 +77,16 @@ class RunConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Every flag and its value, as a flat mapping that `--config` accepts back (secrets left out)."""
-        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run, self.calibration)
+        parts = (
+            self.model,
+            self.data,
+            self.inputs,
+            self.strategy,
+            self.adaptation,
+            self.run,
+            self.calibration,
+            self.search,
+        )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
         return values
@@ -99,7 +112,7 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, each method's flags, then `TrainingArguments`."""
+    calibration, search, each method's flags, then `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -109,6 +122,7 @@ def argument_types(modality) -> tuple[type, ...]:
         AdaptationArguments,
         RunArguments,
         CalibrationArguments,
+        HPSearchArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -141,6 +155,8 @@ def parse_args(
         parser.set_defaults(**values)
         explicit |= set(values)
     namespace = parser.parse_flags(args)
+    if hasattr(namespace, "report_to"):
+        namespace.report_to = split_trackers(namespace.report_to)
     check_flag_values(vars(namespace))
     parsed = build_arguments(parser, namespace)
     for token in args if args is not None else sys.argv[1:]:
@@ -164,8 +180,8 @@ def resolved_config(*arguments: Any) -> dict[str, Any]:
                 value = value.value
             elif dataclasses.is_dataclass(value):  # e.g. accelerator_config
                 value = dataclasses.asdict(value)
-            if isinstance(obj, TrainingArguments) and f.name == "report_to" and value == []:
-                value = "none"
+            if isinstance(obj, TrainingArguments) and f.name == "report_to":
+                value = joined_trackers(value)
             try:
                 json.dumps(value)
             except TypeError:
@@ -225,7 +241,7 @@ def _resolve_training(training: TrainingArguments, modality, strategy_name: str,
         logger.info("No --learning_rate given: using %g for strategy '%s'.", rate, strategy_name)
 
 
-def _layer_count(modality, model_args: ModelArguments, feature_layer: int | None) -> int:
+def layer_count(modality, model_args: ModelArguments, feature_layer: int | None) -> int:
     """The model's encoder layers (after --feature_layer), read from its config without loading weights."""
     path = model_args.config_name or model_args.model_name_or_path or modality.default_model()
     try:
@@ -261,15 +277,16 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     """
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model, data, inputs, strategy, adaptation, run, calibration, *method_args, training = parsed
+    model, data, inputs, strategy, adaptation, run, calibration, search, *method_args, training = parsed
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
+    name_run(training)
     push, training.push_to_hub = training.push_to_hub, False
     token = hub.take_token(training)
-    layer_count = functools.cache(partial(_layer_count, modality, model, strategy.feature_layer))
-    defaults = Defaults(fine_tuning_rate, "learning_rate" in explicit, layer_count)
+    count = functools.cache(partial(layer_count, modality, model, strategy.feature_layer))
+    defaults = Defaults(fine_tuning_rate, "learning_rate" in explicit, count)
     strategy = get_strategy(strategy.strategy).resolve(strategy, defaults)
     if adaptation.adaptation != "none" and strategy.strategy == "feature_extraction" and not strategy.cache_features:
         raise InputError(
@@ -279,7 +296,20 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     by_class = {type(a): a for a in method_args}
     methods = {name: by_class.get(get_method(name).arguments_class) for name in method_names()}
     inputs = _resolve_inputs(modality, inputs, model, data, explicit)
-    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token, calibration)
+    return RunConfig(
+        model,
+        data,
+        inputs,
+        strategy,
+        adaptation,
+        run,
+        training,
+        methods,
+        push,
+        token,
+        calibration=calibration,
+        search=search,
+    )
 
 
 def write_config(config: RunConfig, output_dir: str) -> None:

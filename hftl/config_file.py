@@ -36,28 +36,32 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _read(path: str) -> Any:
-    """The parsed file (None when empty). Raises: InputError for a missing file or a syntax error (with its line)."""
+def read_file(path: str, flag: str = "--config") -> Any:
+    """The parsed YAML (without aliases) or `.json` file that `flag` names; None when empty.
+
+    Raises:
+        InputError: naming `flag` and `path`, for a missing file or a syntax error (with its line).
+    """
     if not os.path.exists(path):
-        raise InputError(f"--config {path}: no such file.")
+        raise InputError(f"{flag} {path}: no such file.")
     if not os.path.isfile(path):
-        raise InputError(f"--config {path}: not a file (a folder?). Give a YAML or JSON file of flag values.")
+        raise InputError(f"{flag} {path}: not a file (a folder?). Give a YAML or JSON file of flag values.")
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     if path.endswith(".json"):
         try:
             return json.loads(text) if text.strip() else None
         except json.JSONDecodeError as error:
-            raise InputError(f"--config {path}: line {error.lineno} column {error.colno}: {error.msg}.") from None
+            raise InputError(f"{flag} {path}: line {error.lineno} column {error.colno}: {error.msg}.") from None
     try:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
     except _AliasError as error:
-        raise InputError(f"--config {path}: {error}.") from None
+        raise InputError(f"{flag} {path}: {error}.") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(error, "problem", None) or " ".join(str(error).split())
-        raise InputError(f"--config {path}: {where}{problem} (not valid YAML).") from None
+        raise InputError(f"{flag} {path}: {where}{problem} (not valid YAML).") from None
 
 
 def _one_value(action: Action, value: Any) -> Any:
@@ -109,7 +113,7 @@ def load_config_file(path: str, actions: dict[str, Action]) -> dict[str, Any]:
         InputError: the file is missing, does not parse, is not a mapping, names an unknown flag or gives a value that
             does not fit its flag.
     """
-    values = _read(path)
+    values = read_file(path)
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -3,7 +3,8 @@
     config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> calibrate -> save the model
     -> evaluate -> reports -> card and push
 
-The model is saved as soon as it is trained: an error in evaluation or the reports loses no training.
+The model is saved as soon as it is trained: an error in evaluation or the reports loses no training. With
+`--hp_search_trials N`, the run is a search whose trials are such runs (`hftl.search.study`).
 
 "How hftl is built" in the project's README.md says where each step lives.
 """
@@ -17,15 +18,16 @@ from transformers import set_seed
 
 from hftl.adaptation.reporting import domain_reports
 from hftl.adaptation.shift import measure_shift
-from hftl.config import resolve_config
+from hftl.config import RunConfig, resolve_config
 from hftl.context import FeatureLayer, RunContext
-from hftl.data.domains import load_data
+from hftl.data.domains import RunData, load_data
 from hftl.evaluation import evaluate
 from hftl.inputs import build_inputs
 from hftl.modalities.base import Modality
 from hftl.modeling import load_model
 from hftl.output import check_output_dir, start_output_dir
 from hftl.saving import publish, save_model
+from hftl.search.study import run_search
 from hftl.strategies import get_strategy, log_parameter_counts, model_parts
 from hftl.temperature_scaling import calibrate, check_temperature_scaling
 from hftl.training import train_stages
@@ -42,16 +44,27 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         args: the command line (default: `sys.argv[1:]`).
 
     Returns:
-        All metrics, as written to `all_results.json`.
+        All metrics, as written to `all_results.json` (a search: the best trial's, see `hftl.search.study`).
 
     Raises:
         InputError: bad flags or data, raised before any model is loaded.
         PushError: `--push_to_hub` failed after the run was saved.
     """
     config = resolve_config(modality, defaults, args)  # logging is set up as soon as the flags are parsed
+    if config.search.hp_search_trials:
+        return run_search(modality, config, run_config)
+    return run_config(modality, config)
+
+
+def run_config(modality: Modality, config: RunConfig, data: RunData | None = None) -> dict[str, float]:
+    """The steps after `resolve_config`, for resolved flags; `data`: already loaded and checked with these flags'
+    data flags (a search loads it once for all its trials), else loaded here.
+
+    Returns and raises as `run_classification`.
+    """
     check_output_dir(config)
     set_seed(config.training.seed)
-    data = load_data(modality, config)
+    data = data if data is not None else load_data(modality, config)
     loaded = load_model(modality, config, data.labels)
     inputs = build_inputs(modality, config, data, loaded.processor)
     shift = measure_shift(loaded.model, loaded.processor, inputs, data, config)

@@ -73,6 +73,12 @@ class Strategy(ABC):
         """The strategy flags with their model-dependent defaults filled in (a new object). Default: unchanged."""
         return args
 
+    def search_space(self, args, layer_count: Callable[[], int]) -> dict[str, dict]:
+        """This strategy's own flags for `--hp_search_trials`, around their resolved values in `args`, as
+        `hftl.search.space` reads them: flag -> {"low", "high"[, "log", "step"]} or {"choices": [...]}.
+        `layer_count()`: the model's encoder layers. Default: none."""
+        return {}
+
     @abstractmethod
     def apply(self, model: nn.Module, parts: ModelParts, args, task_type: str | None) -> nn.Module:
         """Set `requires_grad` (or add adapters); return the model to train."""

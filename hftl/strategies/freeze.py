@@ -47,6 +47,11 @@ class Freeze(Strategy):
             )
         return args
 
+    def search_space(self, args, layer_count):
+        """--num_frozen_layers from 0 to all but one layer."""
+        count = layer_count()
+        return {"num_frozen_layers": {"low": 0, "high": count - 1}} if count > 1 else {}
+
     def apply(self, model, parts, args, task_type):
         logger.info(
             "Freezing the embeddings and the first %d of %d encoder layers.", args.num_frozen_layers, len(parts.layers)

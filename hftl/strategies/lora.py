@@ -76,6 +76,14 @@ class LoRA(Strategy):
     default_learning_rate = 2e-3  # adapters need far larger steps than full fine-tuning (measured, README)
     resume_keys = ("lora_r", "lora_alpha", "lora_target_modules")
 
+    def search_space(self, args, layer_count):
+        """--lora_r and --lora_alpha: half, the same and twice their values."""
+        r, alpha = args.lora_r, args.lora_alpha
+        return {
+            "lora_r": {"choices": sorted({max(1, r // 2), r, 2 * r})},
+            "lora_alpha": {"choices": [alpha / 2, alpha, alpha * 2]},
+        }
+
     def apply(self, model, parts, args, task_type):
         """Wrap `model` in peft LoRA adapters; the head and every new module train in full and are saved.
 

@@ -48,6 +48,14 @@ class TwoStage(Strategy):
         rate = defaults.fine_tuning_rate
         return dataclasses.replace(args, stage2_learning_rate=rate / 10 if defaults.learning_rate_given else rate)
 
+    def search_space(self, args, layer_count):
+        """--unfreeze_top_k from 1 to every layer; --stage2_learning_rate log-uniform in [rate / 10, rate * 10]."""
+        rate = args.stage2_learning_rate
+        return {
+            "unfreeze_top_k": {"low": 1, "high": layer_count()},
+            "stage2_learning_rate": {"low": rate / 10, "high": rate * 10, "log": True},
+        }
+
     def apply(self, model, parts, args, task_type):
         freeze_backbone(model, parts)
         return model
