@@ -135,6 +135,7 @@ def test_a_failed_trial_is_recorded_and_a_stopped_search_resumes_its_running_tri
         ({"learning_rate": "fast"}, "give a list of choices or a mapping"),
         ({"per_device_train_batch_size": [8, 0]}, "per_device_train_batch_size = 0 is refused"),
         ({"per_device_train_batch_size": []}, "choices must be a non-empty list"),
+        ({"per_device_train_batch_size": {"low": 4.5, "high": 16}}, "an integer flag takes integer low"),
         ({"num_train_epochs": {"low": 1, "high": 3}}, "--num_train_epochs has no effect with --max_steps 4"),
         ([1, 2], "must map flag names to a range or a list of choices"),
     ],
@@ -175,3 +176,21 @@ def test_the_default_space_covers_the_strategy_and_method_knobs(tiny_bert_dir, t
     write_config(config, str(tmp_path))
     distributions = check_space(space, TextModality(), config, str(tmp_path / "hftl_config.yaml"), "default")
     assert set(distributions) == set(space)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], ("eval_accuracy", "maximize")),
+        (["--metric_for_best_model", "eval_loss"], ("eval_loss", "minimize")),
+        (["--metric_for_best_model", "f1"], ("eval_f1", "maximize")),
+        (["--metric_for_best_model", "f1", "--greater_is_better", "false"], ("eval_f1", "minimize")),
+        (["--metric_for_best_model", "loss", "--hp_search_direction", "maximize"], ("eval_loss", "maximize")),
+    ],
+)
+def test_the_objective_is_a_validation_metric_in_its_direction(tiny_bert_dir, text_files, tmp_path, flags, expected):
+    from hftl.search.study import _objective
+
+    config = resolve_config(TextModality(), DEFAULTS, _args(tiny_bert_dir, text_files, tmp_path, *flags))
+    objective = _objective(config.training, config.search.hp_search_direction)
+    assert (objective.metric, objective.direction) == expected

@@ -143,6 +143,8 @@ def _distribution(module, entry: dict, integer: bool):
     if entry["low"] > entry["high"]:
         raise ValueError("low must not exceed high")
     log = bool(entry.get("log", False))
+    if integer and any(isinstance(b, float) and not b.is_integer() for b in bounds if b is not None):
+        raise ValueError("an integer flag takes integer low, high and step")
     if integer:
         return module.IntDistribution(int(entry["low"]), int(entry["high"]), log=log, step=int(entry.get("step", 1)))
     return module.FloatDistribution(float(entry["low"]), float(entry["high"]), log=log, step=entry.get("step"))

@@ -43,6 +43,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from accelerate.utils.memory import clear_device_cache
+
 from hftl.config import CONFIG_FILE, RunConfig, resolve_config, write_config
 from hftl.data.domains import RunData, load_data
 from hftl.errors import InputError
@@ -285,6 +287,7 @@ def _finish_trial(study, search: Search, number: int, params: dict[str, Any], fr
     else:
         study.tell(number, value)
         logger.info("Trial %d: %s = %.4f", number, search.objective.metric, value)
+    clear_device_cache(garbage_collection=True)  # the trial's model, optimizer and Trainer, before the next trial
     _tidy(study, search.output_dir)
     write_records(study, search.objective, search.space, search.output_dir, _user_values(search.config))
 
