@@ -33,6 +33,7 @@ from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
+from hftl.training_flags import TrainingControlArguments, resolve_early_stopping
 from hftl.validation import FlagParser, build_arguments
 
 logger = logging.getLogger("hftl")
@@ -50,6 +51,7 @@ class RunConfig:
         methods: each registered adaptation method's flags, by method name.
         push_to_hub: `--push_to_hub` (the Trainer's own push is turned off: the finished folder is pushed once).
         hub_token: `--hub_token`, kept out of `training` (the Trainer pickles it into every checkpoint).
+        control: early stopping and class imbalance (`hftl.training_flags`).
     """
 
     model: ModelArguments
@@ -62,6 +64,7 @@ class RunConfig:
     methods: dict[str, Any] = field(default_factory=dict)
     push_to_hub: bool = False
     hub_token: str | None = field(default=None, repr=False)
+    control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
 
     @property
     def method(self):
@@ -70,7 +73,7 @@ class RunConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Every flag and its value, as a flat mapping that `--config` accepts back (secrets left out)."""
-        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run)
+        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run, self.control)
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
         return values
@@ -95,8 +98,8 @@ RESUME_KEYS = (
 
 
 def argument_types(modality) -> tuple[type, ...]:
-    """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run, each
-    method's flags, then `TrainingArguments`."""
+    """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run, training
+    control, each method's flags, then `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -105,6 +108,7 @@ def argument_types(modality) -> tuple[type, ...]:
         StrategyArguments,
         AdaptationArguments,
         RunArguments,
+        TrainingControlArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -257,11 +261,12 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     """
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model, data, inputs, strategy, adaptation, run, *method_args, training = parsed
+    model, data, inputs, strategy, adaptation, run, control, *method_args, training = parsed
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
+    training = resolve_early_stopping(training, control, explicit)
     push, training.push_to_hub = training.push_to_hub, False
     token = hub.take_token(training)
     layer_count = functools.cache(partial(_layer_count, modality, model, strategy.feature_layer))
@@ -275,7 +280,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     by_class = {type(a): a for a in method_args}
     methods = {name: by_class.get(get_method(name).arguments_class) for name in method_names()}
     inputs = _resolve_inputs(modality, inputs, model, data, explicit)
-    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token)
+    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token, control)
 
 
 def write_config(config: RunConfig, output_dir: str) -> None:

@@ -21,6 +21,7 @@ from hftl.config import resolve_config
 from hftl.context import FeatureLayer, RunContext
 from hftl.data.domains import load_data
 from hftl.evaluation import evaluate
+from hftl.imbalance import check_class_balance
 from hftl.inputs import build_inputs
 from hftl.modalities.base import Modality
 from hftl.modeling import load_model
@@ -51,6 +52,7 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     check_output_dir(config)
     set_seed(config.training.seed)
     data = load_data(modality, config)
+    check_class_balance(config, data.labels)
     loaded = load_model(modality, config, data.labels)
     inputs = build_inputs(modality, config, data, loaded.processor)
     shift = measure_shift(loaded.model, loaded.processor, inputs, data, config)
