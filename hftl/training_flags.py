@@ -113,7 +113,7 @@ def parse_class_weights(text: str) -> str | list[float] | dict[str, float]:
                 f"('1,10') or 'name=weight' pairs ('negative=1,positive=10')."
             )
         weights.append((name, weight))
-    if named == {None}:
+    if named == {False}:
         return [w for _, w in weights]
     return dict(weights)
 
