@@ -36,6 +36,7 @@ from hftl.search import HPSearchArguments
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
 from hftl.tracking import joined_trackers, name_run, split_trackers
+from hftl.training_flags import TrainingControlArguments, resolve_early_stopping
 from hftl.validation import FlagParser, build_arguments
 
 logger = logging.getLogger("hftl")
@@ -55,6 +56,7 @@ class RunConfig:
         push_to_hub: `--push_to_hub` (the Trainer's own push is turned off: the finished folder is pushed once).
         hub_token: `--hub_token`, kept out of `training` (the Trainer pickles it into every checkpoint).
         search: the hyper-parameter search flags (`hftl.search`).
+        control: early stopping and class imbalance (`hftl.training_flags`).
     """
 
     model: ModelArguments
@@ -69,6 +71,7 @@ class RunConfig:
     hub_token: str | None = field(default=None, repr=False)
     calibration: CalibrationArguments = field(default_factory=CalibrationArguments)
     search: HPSearchArguments = field(default_factory=HPSearchArguments)
+    control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
 
     @property
     def method(self):
@@ -86,6 +89,7 @@ class RunConfig:
             self.run,
             self.calibration,
             self.search,
+            self.control,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -112,7 +116,7 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, each method's flags, then `TrainingArguments`."""
+    calibration, search, training control, each method's flags, then `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -123,6 +127,7 @@ def argument_types(modality) -> tuple[type, ...]:
         RunArguments,
         CalibrationArguments,
         HPSearchArguments,
+        TrainingControlArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -277,12 +282,13 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     """
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model, data, inputs, strategy, adaptation, run, calibration, search, *method_args, training = parsed
+    model, data, inputs, strategy, adaptation, run, calibration, search, control, *method_args, training = parsed
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
     name_run(training)
+    training = resolve_early_stopping(training, control, explicit)
     push, training.push_to_hub = training.push_to_hub, False
     token = hub.take_token(training)
     count = functools.cache(partial(layer_count, modality, model, strategy.feature_layer))
@@ -309,6 +315,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         token,
         calibration=calibration,
         search=search,
+        control=control,
     )
 
 

@@ -192,12 +192,14 @@ def check_flag_values(values: dict[str, Any]) -> None:
         InputError: naming the flag, the value, what it accepts and the fix.
     """
     from hftl.hub import check_push
+    from hftl.training_flags import check_early_stopping_flags
 
     check_ranges(values)
     _check_training_length(values)
     _check_mixed_precision(values)
     _check_report_to(values)
     _check_best_model(values)
+    check_early_stopping_flags(values)
     _check_folders(values)
     _check_temperature_scaling(values)
     if values.get("push_to_hub"):

@@ -22,6 +22,7 @@ from hftl.config import RunConfig, resolve_config
 from hftl.context import FeatureLayer, RunContext
 from hftl.data.domains import RunData, load_data
 from hftl.evaluation import evaluate
+from hftl.imbalance import check_class_balance
 from hftl.inputs import build_inputs
 from hftl.modalities.base import Modality
 from hftl.modeling import load_model
@@ -65,6 +66,7 @@ def run_config(modality: Modality, config: RunConfig, data: RunData | None = Non
     check_output_dir(config)
     set_seed(config.training.seed)
     data = data if data is not None else load_data(modality, config)
+    check_class_balance(config, data.labels)
     loaded = load_model(modality, config, data.labels)
     inputs = build_inputs(modality, config, data, loaded.processor)
     shift = measure_shift(loaded.model, loaded.processor, inputs, data, config)

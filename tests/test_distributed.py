@@ -72,6 +72,14 @@ RECIPE_CASES = [
         ["--strategy", "freeze", "--num_frozen_layers", "2", "--activation_checkpointing", "true"],
     ),
     ("text-lora", "text", "bert_no_dropout", "text_data", "torchrun", ["--strategy", "lora", "--lora_dropout", "0"]),
+    (  # every process draws the same class-balanced order (seeded by epoch) and accelerate splits it into batches
+        "text-balanced-sampling",
+        "text",
+        "bert_no_dropout",
+        "text_data",
+        "torchrun",
+        ["--strategy", "full", "--balanced_sampling", "true"],
+    ),
     (
         "image-full",
         "image",

@@ -13,12 +13,15 @@ from hftl.adaptation.task import AdaptationTask
 logger = logging.getLogger("hftl")
 
 
-def build_task(classifier, feature_layer: str, feature_size: int, num_labels: int, config, shift) -> AdaptationTask:
+def build_task(
+    classifier, feature_layer: str, feature_size: int, num_labels: int, config, shift, loss_weights=None
+) -> AdaptationTask:
     """The `AdaptationTask` of `--adaptation` / `--importance_weighting` around `classifier`.
 
     Args:
         feature_layer: name in `classifier` of the layer whose input is aligned; feature_size: its width F.
         shift: the `DomainShift` measured before training (its weights for `--importance_weighting`).
+        loss_weights: (C,) `--class_weights` of the classification loss, or None.
     """
     adaptation = config.adaptation
     alignment = None
@@ -33,7 +36,7 @@ def build_task(classifier, feature_layer: str, feature_size: int, num_labels: in
     weights = None
     if adaptation.importance_weighting:
         weights = torch.tensor(shift.label_shift.weights, dtype=torch.float32)
-    return AdaptationTask(classifier, feature_layer, alignment, adaptation.trade_off, weights)
+    return AdaptationTask(classifier, feature_layer, alignment, adaptation.trade_off, weights, loss_weights)
 
 
 def card_text(config, shift, target_description: str) -> str:

@@ -38,7 +38,9 @@ class AdaptationTask(nn.Module):
     The classifier runs on both; the inputs of its classification layer (`feature_layer`) are the features the
     alignment loss compares. With `class_weights` (w_y = p_t(y) / p_s(y), label-shift correction), source examples
     are weighted by their class's weight in both terms. In evaluation (no target inputs) it is the classifier with
-    its plain cross-entropy.
+    its plain cross-entropy. With `loss_weights` (`--class_weights`, against class imbalance) the classification loss
+    weights each source example by `loss_weights[y]` too (times w_y under importance weighting); the alignment loss
+    keeps the importance weights alone.
 
     `training_progress` (optimizer steps done / total) is set before each step by `AdaptationCallback` from the
     Trainer's state, so a resumed run continues the schedule.
@@ -50,6 +52,7 @@ class AdaptationTask(nn.Module):
         alignment: the method's loss, or None (importance-weighted classification alone).
         trade_off: weight of `align_loss`.
         class_weights: (C,) importance weights, or None.
+        loss_weights: (C,) class weights of the classification loss alone, or None.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class AdaptationTask(nn.Module):
         alignment: AlignmentLoss | None,
         trade_off: float = 1.0,
         class_weights: torch.Tensor | None = None,
+        loss_weights: torch.Tensor | None = None,
     ):
         super().__init__()
         self.classifier = classifier
@@ -68,6 +72,8 @@ class AdaptationTask(nn.Module):
         self.training_progress = 0.0
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights)
+        loss_weights = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32)
+        self.register_buffer("loss_weights", loss_weights, persistent=False)  # from the flags and data: not saved
 
     @property
     def config(self):  # lets the Trainer read the classifier's config
@@ -89,6 +95,12 @@ class AdaptationTask(nn.Module):
             logits = self.classifier(**inputs)["logits"]
         return DomainOutputs(captured[-1], logits)
 
+    def _classification_weights(self, importance: torch.Tensor | None) -> torch.Tensor | None:
+        """(C,) weights of the classification loss in training: importance x class weights (either may be None)."""
+        if not self.training or self.loss_weights is None:
+            return importance
+        return self.loss_weights if importance is None else importance * self.loss_weights
+
     def forward(self, labels: torch.Tensor | None = None, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         source_inputs = {k: v for k, v in inputs.items() if not k.startswith(TARGET_PREFIX)}
         target_inputs = {k[len(TARGET_PREFIX) :]: v for k, v in inputs.items() if k.startswith(TARGET_PREFIX)}
@@ -97,7 +109,7 @@ class AdaptationTask(nn.Module):
         if labels is None:
             return output
         weights = self.class_weights if self.training else None  # evaluation: the plain cross-entropy
-        output["cls_loss"] = weighted_cross_entropy(source.logits, labels, weights)
+        output["cls_loss"] = weighted_cross_entropy(source.logits, labels, self._classification_weights(weights))
         output["loss"] = output["cls_loss"]
         if self.alignment is not None and target_inputs and self.training:
             target = self._classify(target_inputs)

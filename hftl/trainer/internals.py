@@ -32,6 +32,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from hftl.errors import InputError
+from hftl.trainer.balance import BalancedSampler
 from hftl.trainer.checkpoints import TRAINER_STATE, commit_checkpoint, last_complete_checkpoint
 from hftl.writes import failed_write_message, write_failure
 
@@ -75,7 +76,8 @@ class TrainerInternals:
 
     _staging_dir: str | None = None  # set while `_save_checkpoint` writes
     _data_record: dict | None = None  # what checkpoints record of the data trained on (`hftl.trainer.fingerprint`)
-    _length_sampler: EpochSeededLengthGroupedSampler | None = None
+    _length_sampler: EpochSeededLengthGroupedSampler | BalancedSampler | None = None  # seeded by epoch
+    balanced_labels = None  # the training labels, when batches are drawn class-balanced (`--balanced_sampling`)
 
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or not has_length(eval_dataset):
@@ -83,9 +85,12 @@ class TrainerInternals:
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _get_train_sampler(self, train_dataset=None):
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        if self.balanced_labels is not None:
+            self._length_sampler = BalancedSampler(self.balanced_labels, seed)
+            return self._length_sampler
         sampler = super()._get_train_sampler(train_dataset)
         if type(sampler) is LengthGroupedSampler:
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             sampler = EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
             self._length_sampler = sampler
         return sampler

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from transformers import Trainer
 
 from hftl.errors import InputError
+from hftl.trainer.balance import class_weighted_loss
 from hftl.trainer.checkpoints import (
     check_resumable,
     last_complete_checkpoint,
@@ -45,13 +46,17 @@ class HftlTrainer(TrainerInternals, Trainer):
     - Scalar parts of the model's output beside `loss` (a training task's `cls_loss`, `align_loss`, `grl_lambda`)
       are logged with the training loss, each the mean over the micro-batches since the last log (every accumulation
       step) and over the processes.
+    - `class_weights` (C,): a classifier's training loss is the class-weighted cross-entropy of its logits
+      (`hftl.trainer.balance`); `balanced_labels` (N,): the training labels, drawn class-balanced (`BalancedSampler`).
     - Evaluation keeps the dataset's order; checkpoints are written atomically, with a sha256 of each file and a
       record of the data trained on; `train(resume_from_checkpoint=True)` resumes the last complete one, and an
       explicit checkpoint that is incomplete, or one trained on other data, is refused.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, class_weights: torch.Tensor | None = None, balanced_labels=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.class_weights = class_weights
+        self.balanced_labels = balanced_labels
         # Classification models return the mean loss of their batch and ignore `num_items_in_batch`, although their
         # forward takes **kwargs. Left True, transformers takes that mean for a sum over the whole batch: it
         # multiplies it by the number of processes (2 processes: twice the gradients and the logged loss) and does
@@ -61,7 +66,11 @@ class HftlTrainer(TrainerInternals, Trainer):
         self._part_count = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.class_weights is not None and model.training and "labels" in inputs:
+            smoothing = self.args.label_smoothing_factor
+            loss, outputs = class_weighted_loss(model, inputs, self.class_weights, smoothing)
+        else:
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch=num_items_in_batch)
         if model.training:
             parts = _scalar_parts(outputs)
             for key, value in parts.items():

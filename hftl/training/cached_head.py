@@ -19,6 +19,8 @@ from torch.nn import functional as F
 from hftl.adaptation.build import build_task
 from hftl.context import RunContext
 from hftl.feature_cache import extract_or_load
+from hftl.imbalance import loss_weights
+from hftl.training.early_stopping import early_stopping_metrics
 from hftl.training.result import Trained
 from hftl.training.trainers import classifier_trainer, stage_arguments, task_trainer
 
@@ -140,7 +142,8 @@ def train_cached_head(model, head, stage, run: RunContext) -> Trained:
     if stage.final and run.adapts_in_training:
         head_model, folds = _adapting_head(modules, num_labels, config)
         last = f"head.{len(head_model.head) - 1}"
-        task = build_task(head_model, last, head_model.head[-1].in_features, num_labels, config, run.shift)
+        width = head_model.head[-1].in_features
+        task = build_task(head_model, last, width, num_labels, config, run.shift, loss_weights(run))
         trainer = task_trainer(
             task, args, cached["train"], cached["target_train"], cached.get("validation"), run, False
         )
@@ -148,6 +151,7 @@ def train_cached_head(model, head, stage, run: RunContext) -> Trained:
         head_model = CachedFeatureHead(modules)
         trainer = classifier_trainer(head_model, args, cached.get("train"), cached.get("validation"), run, False)
     metrics = dict(trainer.train().metrics) if config.training.do_train else {}
+    metrics.update(early_stopping_metrics(trainer) if config.training.do_train else {})
     if folds is not None:  # the saved model is the plain classifier: bottleneck and top folded into its layer
         fold_bottleneck(*folds)
     plain_head = CachedFeatureHead(modules)

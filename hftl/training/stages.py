@@ -7,10 +7,12 @@ import logging
 from hftl.adaptation.build import build_task
 from hftl.context import RunContext
 from hftl.features import cache_is_exact, head_modules, wrapped_name
+from hftl.imbalance import loss_weights
 from hftl.output import resume_checkpoint
 from hftl.strategies import Stage
 from hftl.training.cached_head import train_cached_head
 from hftl.training.checkpointing import keep_gradients_flowing
+from hftl.training.early_stopping import early_stopping_metrics
 from hftl.training.result import Trained
 from hftl.training.trainers import classifier_trainer, stage_arguments, task_trainer
 
@@ -24,7 +26,8 @@ def _train_model(model, stage: Stage, run: RunContext) -> Trained:
     args = stage_arguments(training, stage)
     source = inputs.source.training
     if stage.final and run.adapts_in_training:
-        task = build_task(model, wrapped_name(model, layer.name), layer.size, run.num_labels, run.config, run.shift)
+        name = wrapped_name(model, layer.name)
+        task = build_task(model, name, layer.size, run.num_labels, run.config, run.shift, loss_weights(run))
         target_train = inputs.target.training["train"]
         trainer = task_trainer(task, args, source["train"], target_train, source.get("validation"), run)
     else:
@@ -34,6 +37,7 @@ def _train_model(model, stage: Stage, run: RunContext) -> Trained:
     if training.do_train:
         resume = resume_checkpoint(run.config) if stage.final else None
         metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
+        metrics.update(early_stopping_metrics(trainer))
     target = inputs.target
     return Trained(
         trainer,

@@ -9,9 +9,11 @@ import logging
 from transformers import TrainingArguments
 
 from hftl.adaptation.pairing import AdaptationCallback, DomainPairCollator, PairedDomainDataset
+from hftl.imbalance import balanced_labels, loss_weights
 from hftl.metrics import metrics_function
 from hftl.strategies import Stage
 from hftl.trainer import HftlTrainer
+from hftl.training.early_stopping import early_stopping_callbacks
 
 logger = logging.getLogger("hftl")
 
@@ -33,7 +35,7 @@ def classifier_trainer(model, args, train, evaluation, run, model_inputs: bool =
     """A Trainer of `model` on `train` (None when not training), evaluated on `evaluation`.
 
     `model_inputs`: the datasets hold the modality's inputs (batched by its collator, saved with its processor);
-    False for cached head inputs.
+    False for cached head inputs. `--class_weights`, `--balanced_sampling` and early stopping are applied here.
     """
     return HftlTrainer(
         model=model,
@@ -43,14 +45,18 @@ def classifier_trainer(model, args, train, evaluation, run, model_inputs: bool =
         eval_dataset=evaluation,
         processing_class=run.processor if model_inputs else None,
         compute_metrics=metrics_function(run.num_labels),
+        callbacks=early_stopping_callbacks(run.config, args),
+        class_weights=loss_weights(run) if train is not None else None,
+        balanced_labels=balanced_labels(run, train),
     )
 
 
 def task_trainer(task, args, source, target, evaluation, run, model_inputs: bool = True) -> HftlTrainer:
     """A Trainer of a training task (`AdaptationTask`) on source examples paired with target examples.
 
-    Batches are sampled at random (pairing does not group by length); the datasets hold model inputs only, so no
-    column is removed by name.
+    Batches are sampled at random (pairing does not group by length), or class-balanced with `--balanced_sampling`;
+    the datasets hold model inputs only, so no column is removed by name. `--class_weights` are the task's own (see
+    `build_task`).
     """
     if args.train_sampling_strategy == "group_by_length":
         logger.info("Adaptation pairs source and target batches: training batches are sampled at random.")
@@ -63,6 +69,7 @@ def task_trainer(task, args, source, target, evaluation, run, model_inputs: bool
         eval_dataset=evaluation,
         data_collator=DomainPairCollator(run.inputs.collator if model_inputs else None),
         processing_class=run.processor if model_inputs else None,
-        callbacks=[AdaptationCallback(task, paired)],
+        callbacks=[AdaptationCallback(task, paired), *early_stopping_callbacks(run.config, args)],
         compute_metrics=metrics_function(run.num_labels),
+        balanced_labels=balanced_labels(run, source),
     )
