@@ -31,6 +31,7 @@ from hftl.config_file import dump_config, load_config_file
 from hftl.errors import InputError
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
+from hftl.multi_label.arguments import ProblemArguments
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
 from hftl.validation import FlagParser, build_arguments
@@ -47,6 +48,7 @@ class RunConfig:
     Attributes:
         model, data, inputs, strategy, adaptation, run, training: the parsed argument dataclasses (`inputs`: the
             modality's own, e.g. `TextArguments`).
+        problem: `--problem_type` and the multi-label flags (`hftl.multi_label`).
         methods: each registered adaptation method's flags, by method name.
         push_to_hub: `--push_to_hub` (the Trainer's own push is turned off: the finished folder is pushed once).
         hub_token: `--hub_token`, kept out of `training` (the Trainer pickles it into every checkpoint).
@@ -62,6 +64,7 @@ class RunConfig:
     methods: dict[str, Any] = field(default_factory=dict)
     push_to_hub: bool = False
     hub_token: str | None = field(default=None, repr=False)
+    problem: ProblemArguments = field(default_factory=ProblemArguments)
 
     @property
     def method(self):
@@ -70,7 +73,7 @@ class RunConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Every flag and its value, as a flat mapping that `--config` accepts back (secrets left out)."""
-        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run)
+        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run, self.problem)
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
         return values
@@ -95,8 +98,8 @@ RESUME_KEYS = (
 
 
 def argument_types(modality) -> tuple[type, ...]:
-    """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run, each
-    method's flags, then `TrainingArguments`."""
+    """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run, problem
+    type, each method's flags, then `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -105,6 +108,7 @@ def argument_types(modality) -> tuple[type, ...]:
         StrategyArguments,
         AdaptationArguments,
         RunArguments,
+        ProblemArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -257,7 +261,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     """
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model, data, inputs, strategy, adaptation, run, *method_args, training = parsed
+    model, data, inputs, strategy, adaptation, run, problem, *method_args, training = parsed
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
@@ -275,7 +279,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     by_class = {type(a): a for a in method_args}
     methods = {name: by_class.get(get_method(name).arguments_class) for name in method_names()}
     inputs = _resolve_inputs(modality, inputs, model, data, explicit)
-    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token)
+    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token, problem)
 
 
 def write_config(config: RunConfig, output_dir: str) -> None:
