@@ -82,6 +82,10 @@ def test_best_cut_maximises_f1_and_prefers_the_cut_nearest_one_half():
     assert best_cut(scores, np.array([1, 1, 1, 0, 0, 0])) == pytest.approx(-3.5)
     # a tie: every example (cut -3) and the top one alone (cut 1.5) both give F1 2/3; the cut nearest 0 wins
     assert best_cut(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([1, 0, 0, 1])) == pytest.approx(1.5)
+    # a label with fewer positive examples than `min_positives` keeps 0.5 (cut 0)
+    logits, labels = np.array([[-2.0, -2.0], [-1.0, -1.0], [2.0, 2.0]]), np.array([[0, 0], [1, 0], [1, 1]])
+    assert best_cuts(logits, labels, min_positives=2).tolist() == [-1.5, 0.0]
+    assert best_cuts(logits, labels, min_positives=1).tolist() == [-1.5, 0.5]
 
 
 def test_folded_thresholds_make_one_half_the_threshold():
