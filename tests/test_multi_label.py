@@ -215,7 +215,8 @@ def test_jsonl_label_lists_feature_extraction_and_unlabelled_test(tiny_bert_dir,
         "test_file": write("test.jsonl", test_rows),
     }
     output_dir = tmp_path / "out"
-    flags = [*FAST, *MULTI, "--label_column_name", "labels", "--strategy", "feature_extraction", "--do_predict"]
+    flags = [*FAST, *MULTI, "--label_column_name", "labels", "--strategy", "feature_extraction", "--do_predict",
+             "--validation_split_percentage", "40"]  # fmt: skip
     run_classification(TextModality(), DEFAULTS, recipe_args(tiny_bert_dir, files, output_dir, *flags))
     config = AutoConfig.from_pretrained(output_dir)
     with open(output_dir / "test_predictions.csv", encoding="utf-8") as handle:
@@ -224,8 +225,15 @@ def test_jsonl_label_lists_feature_extraction_and_unlabelled_test(tiny_bert_dir,
     texts = [row["text"] for row in test_rows]
     assert _pipeline_labels(output_dir, texts) == [sorted(filter(None, r["predictions"].split("|"))) for r in saved]
     assert set(config.hftl_thresholds) == {"negative", "plot", "positive"}
+    assert any(t != 0.5 for t in config.hftl_thresholds.values())
     results = json.loads((output_dir / "all_results.json").read_text())
     assert "eval_f1_macro" in results and "test_f1_macro" not in results and results["test_samples"] == 10
+    # evaluating the saved model again: its thresholds are unfolded on loading, so tuning finds the same ones
+    again = tmp_path / "again"
+    evaluate_only = recipe_args(str(output_dir), files, again, *flags, "--do_train", "false")
+    run_classification(TextModality(), DEFAULTS, evaluate_only)
+    assert AutoConfig.from_pretrained(again).hftl_thresholds == pytest.approx(config.hftl_thresholds, abs=1e-5)
+    assert (again / "test_predictions.csv").read_text() == (output_dir / "test_predictions.csv").read_text()
 
 
 def test_speech_recipe_trains_label_sets_with_a_model_whose_own_loss_is_softmax(tiny_wav2vec2_dir, tmp_path):
