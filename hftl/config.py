@@ -32,6 +32,7 @@ from hftl.config_file import dump_config, load_config_file
 from hftl.errors import InputError
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
+from hftl.multi_label.arguments import ProblemArguments
 from hftl.search import HPSearchArguments
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
@@ -51,6 +52,7 @@ class RunConfig:
     Attributes:
         model, data, inputs, strategy, adaptation, run, training: the parsed argument dataclasses (`inputs`: the
             modality's own, e.g. `TextArguments`).
+        problem: `--problem_type` and the multi-label flags (`hftl.multi_label`).
         methods: each registered adaptation method's flags, by method name.
         calibration: the calibration step's flags (`--temperature_scaling`).
         push_to_hub: `--push_to_hub` (the Trainer's own push is turned off: the finished folder is pushed once).
@@ -72,6 +74,7 @@ class RunConfig:
     calibration: CalibrationArguments = field(default_factory=CalibrationArguments)
     search: HPSearchArguments = field(default_factory=HPSearchArguments)
     control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
+    problem: ProblemArguments = field(default_factory=ProblemArguments)
 
     @property
     def method(self):
@@ -90,6 +93,7 @@ class RunConfig:
             self.calibration,
             self.search,
             self.control,
+            self.problem,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -116,7 +120,7 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, each method's flags, then `TrainingArguments`."""
+    calibration, search, training control, problem type, each method's flags, then `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -128,6 +132,7 @@ def argument_types(modality) -> tuple[type, ...]:
         CalibrationArguments,
         HPSearchArguments,
         TrainingControlArguments,
+        ProblemArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -282,7 +287,9 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     """
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model, data, inputs, strategy, adaptation, run, calibration, search, control, *method_args, training = parsed
+    model, data, inputs, strategy, adaptation, run, calibration, search, control, problem, *method_args, training = (
+        parsed
+    )
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
@@ -316,6 +323,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         calibration=calibration,
         search=search,
         control=control,
+        problem=problem,
     )
 
 

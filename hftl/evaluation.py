@@ -12,6 +12,7 @@ from hftl.calibration import calibration_metrics, class_probabilities
 from hftl.context import RunContext
 from hftl.data.checks import LabelInfo
 from hftl.metrics import MAX_PLOT_CLASSES, flat_per_class, per_class_report, save_confusion_matrix, save_report
+from hftl.multi_label.evaluation import split_evaluator
 from hftl.training import Trained
 
 logger = logging.getLogger("hftl")
@@ -106,11 +107,12 @@ def evaluate(trained: Trained, run: RunContext) -> dict[str, float]:
         trained.trainer.save_state()  # trainer_state.json: the training log (loss parts included), as run_glue.py
         metrics.update(trained.metrics)
     wanted = {"eval": training.do_eval, "test": training.do_predict, "target": training.do_eval or training.do_predict}
+    evaluate_one = split_evaluator(run) or evaluate_split  # multi-label runs: hftl.multi_label.evaluation
     for prefix, (split, _) in EVALUATIONS.items():
         dataset = trained.evaluation.get(prefix)
         if wanted[prefix] and dataset is not None:
             domain = data.target if prefix == "target" else data.source
             metrics.update(
-                evaluate_split(trained.trainer, dataset, domain.rows.get(split), prefix, data.labels, output_dir)
+                evaluate_one(trained.trainer, dataset, domain.rows.get(split), prefix, data.labels, output_dir)
             )
     return metrics

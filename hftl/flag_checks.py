@@ -136,12 +136,18 @@ def _check_report_to(values: dict[str, Any]) -> None:
             )
 
 
-def evaluation_metric_names() -> list[str]:
-    """What an evaluation during training reports (without the `eval_` prefix): the loss and `summary_metrics`."""
+def evaluation_metric_names(problem_type: str | None = None) -> list[str]:
+    """What an evaluation during training reports (without the `eval_` prefix): the loss and `summary_metrics` (for
+    multi-label runs, `hftl.multi_label.metrics.multi_label_summary`)."""
     import numpy as np
 
     from hftl.metrics import summary_metrics
+    from hftl.multi_label.arguments import MULTI_LABEL
 
+    if problem_type == MULTI_LABEL:
+        from hftl.multi_label.metrics import multi_label_summary
+
+        return ["loss", *multi_label_summary(np.eye(2), np.eye(2))]
     return ["loss", *summary_metrics(np.array([0, 1]), np.array([0, 1]), 2)]
 
 
@@ -154,7 +160,7 @@ def _check_best_model(values: dict[str, Any]) -> None:
             "the same --save_strategy."
         )
     metric = values.get("metric_for_best_model")
-    names = evaluation_metric_names()
+    names = evaluation_metric_names(values.get("problem_type"))
     if metric is not None and metric.removeprefix("eval_") not in names:
         close = difflib.get_close_matches(metric.removeprefix("eval_"), names, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -192,9 +198,11 @@ def check_flag_values(values: dict[str, Any]) -> None:
         InputError: naming the flag, the value, what it accepts and the fix.
     """
     from hftl.hub import check_push
+    from hftl.multi_label.arguments import check_multi_label_flags
     from hftl.training_flags import check_early_stopping_flags
 
     check_ranges(values)
+    check_multi_label_flags(values)
     _check_training_length(values)
     _check_mixed_precision(values)
     _check_report_to(values)

@@ -48,8 +48,13 @@ def summary_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int
     }
 
 
-def metrics_function(num_labels: int):
-    """A `compute_metrics` for `transformers.Trainer`, returning `summary_metrics`."""
+def metrics_function(num_labels: int, multi_label: bool = False):
+    """A `compute_metrics` for `transformers.Trainer`, returning `summary_metrics` (multi-label: see
+    `hftl.multi_label.metrics.multi_label_metrics_function`)."""
+    if multi_label:
+        from hftl.multi_label.metrics import multi_label_metrics_function
+
+        return multi_label_metrics_function()
 
     def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
         predictions, labels = _predictions(eval_pred)

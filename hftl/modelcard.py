@@ -10,33 +10,29 @@ from hftl.assets import hub_id_of
 from hftl.data.checks import LabelInfo
 
 _METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")
+_MACRO_NOTE = (
+    "Precision, recall and F1 are macro averages over the classes present in each split (macro recall is balanced "
+    "accuracy)."
+)
 
 
-def _results_table(metrics: dict[str, float] | None) -> str:
+def _results_table(metrics: dict[str, float] | None, names=_METRICS, note: str = _MACRO_NOTE) -> str:
     if metrics is None:  # the card written with the model, before evaluation; evaluation rewrites it
         return "Not evaluated: the model was saved before evaluation, which did not finish (see the run's log)."
     rows = []
     for prefix, name in (("eval", "validation"), ("test", "test"), ("target", "target domain")):
-        values = [metrics.get(f"{prefix}_{m}") for m in _METRICS]
+        values = [metrics.get(f"{prefix}_{m}") for m in names]
         if any(v is not None for v in values):
             cells = " | ".join("" if v is None else f"{v:.4f}" for v in values)
             rows.append(f"| {name} | {cells} |")
     if not rows:
         return "No evaluation was run."
-    header = "| split | " + " | ".join(_METRICS) + " |\n|---|" + "---|" * len(_METRICS)
-    return (
-        header
-        + "\n"
-        + "\n".join(rows)
-        + (
-            "\n\nPrecision, recall and F1 are macro averages over the classes present in each split (macro recall is"
-            " balanced accuracy)."
-        )
-    )
+    header = "| split | " + " | ".join(names) + " |\n|---|" + "---|" * len(names)
+    return header + "\n" + "\n".join(rows) + f"\n\n{note}"
 
 
 def _eval_results(
-    metrics: dict[str, float], pipeline_task: str, hub_dataset: str | None, data_description: str
+    metrics: dict[str, float], pipeline_task: str, hub_dataset: str | None, data_description: str, names=_METRICS
 ) -> list[EvalResult] | None:
     """The validation and test metrics as the Hub's `model-index` (shown as the card's evaluation results)."""
     results = [
@@ -46,17 +42,19 @@ def _eval_results(
             dataset_name=hub_dataset or data_description,
             dataset_split=split,
             metric_type=metric,
-            metric_name=metric if metric in ("accuracy", "balanced_accuracy") else f"macro {metric}",
+            metric_name=f"macro {metric}" if metric in ("precision", "recall", "f1") else metric,
             metric_value=round(float(metrics[f"{prefix}_{metric}"]), 4),
         )
         for prefix, split in (("eval", "validation"), ("test", "test"))
-        for metric in _METRICS
+        for metric in names
         if metrics.get(f"{prefix}_{metric}") is not None
     ]
     return results or None
 
 
-def _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, description):
+def _card_data(
+    model_path, pipeline_task, hub_dataset, strategy, labels, metrics, is_adapter, adaptation, description, names
+):
     """The card's metadata (YAML header)."""
     base_model = hub_id_of(model_path)
     tags = ["hftl", pipeline_task, f"strategy-{strategy.replace('_', '-')}"] + (["lora"] if is_adapter else [])
@@ -68,11 +66,11 @@ def _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics
         pipeline_tag=pipeline_task,
         base_model=base_model,
         datasets=[hub_dataset] if hub_dataset else None,
-        metrics=list(_METRICS),
+        metrics=list(names),
         tags=tags,
         labels=list(labels.names),
         model_name=f"{base_name}-hftl-{strategy.replace('_', '-')}",
-        eval_results=_eval_results(metrics, pipeline_task, hub_dataset, description),
+        eval_results=_eval_results(metrics, pipeline_task, hub_dataset, description, names),
     )
     return data
 
@@ -125,6 +123,7 @@ def model_card(
     adaptation: str | None = None,
     adaptation_details: str = "",
     usage: str | None = None,
+    problem: tuple[tuple[str, ...], str, str] | None = None,
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` naming base model, data, strategy, labels and metrics.
 
@@ -135,9 +134,12 @@ def model_card(
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
     `adaptation`: the run's domain-adaptation method ("dann", "mmd" ...) or None; `usage`: `Modality.pipeline_usage`.
     `metrics`: None before evaluation (the card saved with the model says it is not evaluated yet).
+    `problem`: for another problem type than single-label classification, (its metric names, the note under the
+    results table, its own section); see `hftl.multi_label.card`.
     """
+    names, note, section = problem or (_METRICS, _MACRO_NOTE, "")
     data = _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics or {}, is_adapter, adaptation,
-                      data_description)  # fmt: skip
+                      data_description, names)  # fmt: skip
     hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
     adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
     return ModelCard(f"""---
@@ -158,9 +160,9 @@ Adapted from **{hub_id_of(model_path) or model_path}** with hftl (strategy: `{st
 | id | label | training examples |
 |---|---|---|
 {_label_rows(labels)}
-
+{section}
 ## Results
-{_results_table(metrics)}
+{_results_table(metrics, names, note)}
 
 ## Training hyper-parameters
 {hyper_rows}

@@ -13,6 +13,7 @@ from transformers import AutoConfig
 from hftl.config import RunConfig
 from hftl.data.checks import LabelInfo
 from hftl.errors import InputError
+from hftl.multi_label.thresholds import unfold_saved_thresholds
 from hftl.strategies import keep_bottom_layers
 
 logger = logging.getLogger("hftl")
@@ -84,6 +85,7 @@ def _from_pretrained(auto_class, config: RunConfig, path: str, labels: LabelInfo
             num_labels=len(labels.names),
             id2label=labels.id2label,
             label2id=labels.label2id,
+            problem_type=config.problem.problem_type,
             **common,
         )
     try:
@@ -118,6 +120,7 @@ def load_model(modality, config: RunConfig, labels: LabelInfo) -> LoadedModel:
         processor = modality.load_processor(config.model, path)
     processor = modality.configure_processor(processor, config.inputs)
     model, new = _from_pretrained(modality.auto_model_class, config, path, labels)
+    unfold_saved_thresholds(model, labels.names, new)  # a multi-label model hftl saved: its probabilities back
     if config.strategy.feature_layer is not None:
         keep_bottom_layers(model, config.strategy.feature_layer)
     model = modality.prepare_model(model, config.inputs, processor)

@@ -1,7 +1,7 @@
 """The run every recipe shares, as named steps: each takes what earlier steps returned and changes none of it.
 
-    config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> calibrate -> save the model
-    -> evaluate -> reports -> card and push
+    config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> calibrate (temperature
+    scaling, multi-label thresholds) -> save the model -> evaluate -> reports -> card and push
 
 The model is saved as soon as it is trained: an error in evaluation or the reports loses no training. With
 `--hp_search_trials N`, the run is a search whose trials are such runs (`hftl.search.study`).
@@ -26,6 +26,7 @@ from hftl.imbalance import check_class_balance
 from hftl.inputs import build_inputs
 from hftl.modalities.base import Modality
 from hftl.modeling import load_model
+from hftl.multi_label.thresholds import set_thresholds
 from hftl.output import check_output_dir, start_output_dir
 from hftl.saving import publish, save_model
 from hftl.search.study import run_search
@@ -79,6 +80,7 @@ def run_config(modality: Modality, config: RunConfig, data: RunData | None = Non
     counts = log_parameter_counts(model, f"Strategy '{strategy.name}'")
     start_output_dir(config)
     trained = train_stages(model, parts, strategy, run)
+    set_thresholds(model, trained, run)  # multi-label: per-label thresholds tuned on validation, folded into the bias
     if config.training.do_train:
         trained.metrics.update(
             train_samples=len(data.source.splits["train"]), trainable_parameters=counts[0], total_parameters=counts[1]

@@ -12,6 +12,7 @@ from hftl.adaptation.build import card_text
 from hftl.config import RunConfig, write_config
 from hftl.context import RunContext
 from hftl.modelcard import model_card
+from hftl.multi_label.card import card_problem
 from hftl.strategies import get_strategy
 from hftl.writes import output_writes
 
@@ -52,6 +53,7 @@ def _card(run: RunContext, metrics: dict[str, float] | None, counts: tuple[int, 
         adaptation=_adaptation_name(config),
         adaptation_details=card_text(config, run.shift, data.target.description) if data.target else "",
         usage=run.modality.pipeline_usage(run.processor, config.inputs),
+        problem=card_problem(run),
     )
 
 

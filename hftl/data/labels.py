@@ -46,8 +46,8 @@ def label_values(raw: RawData, label_column: str, split: str) -> list:
         return [feature.int2str(v) if v >= 0 else None for v in values]
     if any(isinstance(v, list | dict) for v in values[:100]):
         raise InputError(
-            f"{raw.where(split)}: column '{label_column}' holds lists or mappings; hftl trains single-label "
-            f"classifiers, one label per row."
+            f"{raw.where(split)}: column '{label_column}' holds lists or mappings, and a single-label classifier "
+            f"takes one label per row. For a set of labels per row, pass --problem_type multi_label_classification."
         )
     if any(isinstance(v, float) for v in values):
         fractional = [i for i, v in enumerate(values) if isinstance(v, float) and not float(v).is_integer()]

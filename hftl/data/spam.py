@@ -82,13 +82,61 @@ def _body_text(message: email.message.Message) -> str:
     return " ".join(parts)
 
 
-def email_text(raw: str) -> str:
-    """ "Subject: <subject>\\n<body>" of a raw email: headers other than the subject dropped, HTML tags stripped,
-    whitespace collapsed, at most `MAX_CHARACTERS` characters."""
-    message = email.message_from_string(raw, policy=email.policy.compat32)
+def email_text(raw: str | email.message.Message) -> str:
+    """ "Subject: <subject>\\n<body>" of a raw (or parsed) email: headers other than the subject dropped, HTML tags
+    stripped, whitespace collapsed, at most `MAX_CHARACTERS` characters."""
+    message = raw if isinstance(raw, email.message.Message) else _parse(raw)
     subject = str(message.get("Subject", "") or "")
     body = re.sub(r"\s+", " ", _body_text(message)).strip()
     return f"Subject: {subject.strip()}\n{body}"[:MAX_CHARACTERS]
+
+
+def _parse(raw: str) -> email.message.Message:
+    return email.message_from_string(raw, policy=email.policy.compat32)
+
+
+LATIN_CHARSETS = {"", "us-ascii", "ascii", "utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"}
+HEADER_LABELS = ("attachment", "html", "mailing_list", "non_latin_charset", "reply", "spam")
+
+
+def header_labels(message: email.message.Message, spam: bool) -> list[str]:
+    """What an email's headers say about it, as labels (a subset of `HEADER_LABELS`, sorted):
+
+    attachment: a part that is not text (or is marked `Content-Disposition: attachment`); html: a text/html part;
+    mailing_list: a `List-Id`, `List-Unsubscribe` or `X-Mailman-Version` header, or `Precedence: bulk / list`;
+    non_latin_charset: a part in another charset than ASCII, UTF-8, Latin-1 or windows-1252; reply: an `In-Reply-To`
+    or `References` header; spam: the corpus's spam groups.
+    """
+    parts = list(message.walk())
+    labels = {
+        "attachment": any(
+            p.get_content_maintype() not in ("text", "multipart")
+            or str(p.get("Content-Disposition") or "").lower().startswith("attachment")
+            for p in parts
+        ),
+        "html": any(p.get_content_type() == "text/html" for p in parts),
+        "mailing_list": any(message.get(h) for h in ("List-Id", "List-Unsubscribe", "X-Mailman-Version"))
+        or str(message.get("Precedence") or "").strip().lower() in ("bulk", "list"),
+        "non_latin_charset": any(str(p.get_content_charset() or "").lower() not in LATIN_CHARSETS for p in parts),
+        "reply": bool(message.get("In-Reply-To") or message.get("References")),
+        "spam": spam,
+    }
+    return sorted(name for name, on in labels.items() if on)
+
+
+def load_header_rows() -> list[dict]:
+    """Rows {id, text, label} of every group: the subject and body text (`email_text`), and `header_labels` as a
+    list (the multi-label set built from the headers, which the text no longer shows)."""
+    folder = prepare()
+    rows = []
+    for group in GROUPS:
+        with open(os.path.join(folder, f"{group}.jsonl"), encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                message = _parse(record["text"])
+                labels = header_labels(message, group.startswith("spam"))
+                rows.append({"id": f"{group}/{record['id']}", "text": email_text(message), "label": labels})
+    return rows
 
 
 def load_groups(groups: tuple[str, ...]) -> list[dict]:

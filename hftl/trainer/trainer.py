@@ -62,6 +62,7 @@ class HftlTrainer(TrainerInternals, Trainer):
         # multiplies it by the number of processes (2 processes: twice the gradients and the logged loss) and does
         # not divide it by the gradient accumulation steps.
         self.model_accepts_loss_kwargs = False
+        self.loss_is_scaled_for_ga = False  # a `compute_loss_func` (multi-label BCE) returns a batch mean too
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_count = 0
 
@@ -70,7 +71,9 @@ class HftlTrainer(TrainerInternals, Trainer):
             smoothing = self.args.label_smoothing_factor
             loss, outputs = class_weighted_loss(model, inputs, self.class_weights, smoothing)
         else:
-            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch=num_items_in_batch)
+            # every loss here is a batch mean: without `num_items_in_batch`, transformers does not rescale a
+            # `compute_loss_func`'s loss by the number of processes
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch=None)
         if model.training:
             parts = _scalar_parts(outputs)
             for key, value in parts.items():
@@ -96,7 +99,7 @@ class HftlTrainer(TrainerInternals, Trainer):
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
     ):
         """As transformers', but a classifier's `<prefix>_loss` is the mean cross-entropy over the examples, from the
-        gathered logits (N, C) and labels (N,).
+        gathered logits (N, C) and labels (N,) (multi-label: the mean binary cross-entropy, labels (N, C) multi-hot).
 
         transformers averages batch means, weighting a short last batch as a full one and, with several processes,
         counting the examples repeated to even out the processes' batches. For a training task it is its
@@ -106,15 +109,13 @@ class HftlTrainer(TrainerInternals, Trainer):
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
         key = f"{metric_key_prefix}_loss"
         labels = output.label_ids
-        if (
-            key in output.metrics
-            and logits is not None
-            and labels is not None
-            and logits.ndim == 2
-            and labels.ndim == 1
-        ):
-            labels = torch.as_tensor(labels).long()
-            output.metrics[key] = F.cross_entropy(torch.as_tensor(logits).float(), labels).item()
+        if key not in output.metrics or logits is None or labels is None or logits.ndim != 2:
+            return output
+        logits = torch.as_tensor(logits).float()
+        if labels.ndim == 1:
+            output.metrics[key] = F.cross_entropy(logits, torch.as_tensor(labels).long()).item()
+        elif labels.shape == logits.shape:
+            output.metrics[key] = F.binary_cross_entropy_with_logits(logits, torch.as_tensor(labels).float()).item()
         return output
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):

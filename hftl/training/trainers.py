@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 from hftl.adaptation.pairing import AdaptationCallback, DomainPairCollator, PairedDomainDataset
 from hftl.imbalance import balanced_labels, loss_weights
 from hftl.metrics import metrics_function
+from hftl.multi_label.metrics import multi_label_loss
 from hftl.strategies import Stage
 from hftl.trainer import HftlTrainer
 from hftl.training.early_stopping import early_stopping_callbacks
@@ -32,7 +33,8 @@ def stage_arguments(training: TrainingArguments, stage: Stage, **overrides) -> T
 
 
 def classifier_trainer(model, args, train, evaluation, run, model_inputs: bool = True) -> HftlTrainer:
-    """A Trainer of `model` on `train` (None when not training), evaluated on `evaluation`.
+    """A Trainer of `model` on `train` (None when not training), evaluated on `evaluation`; a multi-label run's loss
+    is binary cross-entropy on the logits, whatever the model's own loss.
 
     `model_inputs`: the datasets hold the modality's inputs (batched by its collator, saved with its processor);
     False for cached head inputs. `--class_weights`, `--balanced_sampling` and early stopping are applied here.
@@ -44,7 +46,8 @@ def classifier_trainer(model, args, train, evaluation, run, model_inputs: bool =
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=run.processor if model_inputs else None,
-        compute_metrics=metrics_function(run.num_labels),
+        compute_metrics=metrics_function(run.num_labels, run.config.problem.multi_label),
+        compute_loss_func=multi_label_loss if run.config.problem.multi_label else None,
         callbacks=early_stopping_callbacks(run.config, args),
         class_weights=loss_weights(run) if train is not None else None,
         balanced_labels=balanced_labels(run, train),
