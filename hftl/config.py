@@ -29,6 +29,7 @@ from hftl.adaptation.methods import get_method, method_names
 from hftl.arguments import AdaptationArguments, DataTrainingArguments, ModelArguments, RunArguments, StrategyArguments
 from hftl.config_file import dump_config, load_config_file
 from hftl.errors import InputError
+from hftl.export.arguments import ExportArguments
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
 from hftl.strategies import Defaults, get_strategy
@@ -50,6 +51,7 @@ class RunConfig:
         methods: each registered adaptation method's flags, by method name.
         push_to_hub: `--push_to_hub` (the Trainer's own push is turned off: the finished folder is pushed once).
         hub_token: `--hub_token`, kept out of `training` (the Trainer pickles it into every checkpoint).
+        export: `--export_onnx` and `--export_quantize` (`hftl.export`).
     """
 
     model: ModelArguments
@@ -62,6 +64,7 @@ class RunConfig:
     methods: dict[str, Any] = field(default_factory=dict)
     push_to_hub: bool = False
     hub_token: str | None = field(default=None, repr=False)
+    export: ExportArguments = field(default_factory=ExportArguments)
 
     @property
     def method(self):
@@ -70,7 +73,7 @@ class RunConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Every flag and its value, as a flat mapping that `--config` accepts back (secrets left out)."""
-        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run)
+        parts = (self.model, self.data, self.inputs, self.strategy, self.adaptation, self.run, self.export)
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
         return values
@@ -105,6 +108,7 @@ def argument_types(modality) -> tuple[type, ...]:
         StrategyArguments,
         AdaptationArguments,
         RunArguments,
+        ExportArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -257,7 +261,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     """
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model, data, inputs, strategy, adaptation, run, *method_args, training = parsed
+    model, data, inputs, strategy, adaptation, run, export, *method_args, training = parsed
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
@@ -275,7 +279,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     by_class = {type(a): a for a in method_args}
     methods = {name: by_class.get(get_method(name).arguments_class) for name in method_names()}
     inputs = _resolve_inputs(modality, inputs, model, data, explicit)
-    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token)
+    return RunConfig(model, data, inputs, strategy, adaptation, run, training, methods, push, token, export)
 
 
 def write_config(config: RunConfig, output_dir: str) -> None:

@@ -180,6 +180,7 @@ def check_flag_values(values: dict[str, Any]) -> None:
     Raises:
         InputError: naming the flag, the value, what it accepts and the fix.
     """
+    from hftl.export.arguments import check_export_flags
     from hftl.hub import check_push
 
     check_ranges(values)
@@ -188,5 +189,6 @@ def check_flag_values(values: dict[str, Any]) -> None:
     _check_report_to(values)
     _check_best_model(values)
     _check_folders(values)
+    check_export_flags(values)
     if values.get("push_to_hub"):
         check_push(values.get("hub_model_id"), values.get("output_dir"), values.get("hub_token"))

@@ -1,7 +1,7 @@
 """The run every recipe shares, as named steps: each takes what earlier steps returned and changes none of it.
 
     config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> save the model -> evaluate
-    -> reports -> card and push
+    -> reports -> (ONNX export) -> card and push
 
 The model is saved as soon as it is trained: an error in evaluation or the reports loses no training.
 
@@ -21,6 +21,7 @@ from hftl.config import resolve_config
 from hftl.context import FeatureLayer, RunContext
 from hftl.data.domains import load_data
 from hftl.evaluation import evaluate
+from hftl.export.step import export_step
 from hftl.inputs import build_inputs
 from hftl.modalities.base import Modality
 from hftl.modeling import load_model
@@ -69,5 +70,6 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
     save_model(run, model, trained, counts)
     metrics = evaluate(trained, run)
     metrics.update(domain_reports(trained, run))
+    export_step(run, trained)
     publish(run, trained, metrics, counts)
     return metrics
