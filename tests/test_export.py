@@ -203,3 +203,18 @@ def test_export_traces_an_eager_attention_copy_and_leaves_the_model_as_loaded(ti
     before = model.config._attn_implementation
     assert _eager_copy(model).config._attn_implementation == "eager" and before != "eager"
     assert model.config._attn_implementation == before
+
+
+def test_samples_are_read_as_training_reads_them(tmp_path):
+    from hftl.errors import InputError
+    from hftl.export.samples import read_examples
+
+    (tmp_path / "reviews.csv").write_text('id,review\n1,"good, very good"\n2,\n3,dull\n')
+    (tmp_path / "more.txt").write_text("fine\n\n  superb  \n")
+    texts = read_examples("text", [str(tmp_path / "reviews.csv"), str(tmp_path / "more.txt")], 10)
+    assert texts == ["good, very good", "dull", "fine", "superb"]
+    assert read_examples("text", [str(tmp_path / "more.txt")], 1) == ["fine"]
+    with pytest.raises(InputError, match="not readable as image input"):
+        read_examples("image", [str(tmp_path)], 4)  # a folder of text files
+    with pytest.raises(InputError, match="no such file or folder"):
+        read_examples("audio", [str(tmp_path / "missing.wav")], 4, 16_000)

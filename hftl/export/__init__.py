@@ -8,6 +8,7 @@ against PyTorch on real inputs, optionally quantised to int8 with onnxruntime. O
     quantize.py  dynamic int8 quantisation (`quantize_int8`)
     run.py       the steps in order, `export_report.json` (`export_classifier`)
     command.py   the `hftl export` flags
+    arguments.py the recipes' `--export_onnx` / `--export_quantize` flags; step.py: the recipes' export step
 """
 
 __all__ = ["ParityError", "export_classifier"]

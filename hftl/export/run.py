@@ -86,8 +86,8 @@ def export_classifier(
         max_abs_diff, argmax_agreement, tolerance, passed}) and, with int8, the `int8` check.
 
     Raises:
-        InputError: not a saved classifier, an output folder that cannot be written, a model the exporter cannot
-            trace, unreadable samples.
+        InputError: onnx / onnxscript / onnxruntime not installed, not a saved classifier, an output folder that
+            cannot be written, a model the exporter cannot trace, unreadable samples.
         ParityError: the float graph's logits are further than 1e-4 from PyTorch's (after the report is written).
     """
     if quantize not in (None, "int8"):

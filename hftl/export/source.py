@@ -40,13 +40,6 @@ class SavedClassifier:
     model: Any
     processor: Any
 
-    @property
-    def auto_class(self):
-        """The Auto model class that loads this folder (e.g. `AutoModelForSequenceClassification`)."""
-        import transformers
-
-        return getattr(transformers, KINDS[self.modality][0])
-
 
 def _not_a_model(model_dir: str) -> str | None:
     """Why `model_dir` is not a saved model folder (no weights are read); None when it looks like one."""
