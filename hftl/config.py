@@ -30,6 +30,7 @@ from hftl.arguments import AdaptationArguments, DataTrainingArguments, ModelArgu
 from hftl.calibration import CalibrationArguments
 from hftl.config_file import dump_config, load_config_file
 from hftl.errors import InputError
+from hftl.export.arguments import ExportArguments
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
 from hftl.multi_label.arguments import ProblemArguments
@@ -59,6 +60,7 @@ class RunConfig:
         hub_token: `--hub_token`, kept out of `training` (the Trainer pickles it into every checkpoint).
         search: the hyper-parameter search flags (`hftl.search`).
         control: early stopping and class imbalance (`hftl.training_flags`).
+        export: `--export_onnx` and `--export_quantize` (`hftl.export`).
     """
 
     model: ModelArguments
@@ -75,6 +77,7 @@ class RunConfig:
     search: HPSearchArguments = field(default_factory=HPSearchArguments)
     control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
     problem: ProblemArguments = field(default_factory=ProblemArguments)
+    export: ExportArguments = field(default_factory=ExportArguments)
 
     @property
     def method(self):
@@ -94,6 +97,7 @@ class RunConfig:
             self.search,
             self.control,
             self.problem,
+            self.export,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -133,6 +137,7 @@ def argument_types(modality) -> tuple[type, ...]:
         HPSearchArguments,
         TrainingControlArguments,
         ProblemArguments,
+        ExportArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -287,9 +292,8 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     """
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
-    model, data, inputs, strategy, adaptation, run, calibration, search, control, problem, *method_args, training = (
-        parsed
-    )
+    model, data, inputs, strategy, adaptation, run, *groups, training = parsed
+    calibration, search, control, problem, export, *method_args = groups
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
@@ -324,6 +328,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         search=search,
         control=control,
         problem=problem,
+        export=export,
     )
 
 

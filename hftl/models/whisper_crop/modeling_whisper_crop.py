@@ -35,12 +35,15 @@ class CroppedWhisperForAudioClassification(WhisperForAudioClassification):
         limit = encoder.embed_positions.num_embeddings * encoder.conv1.stride[0] * encoder.conv2.stride[0]
         if attention_mask is None:
             attention_mask = torch.ones(input_features.shape[0], input_features.shape[-1], device=input_features.device)
-        elif attention_mask.shape[-1] > input_features.shape[-1]:
-            # a mask over audio samples (the extractor's own `return_attention_mask` setting): one per hop -> frames
-            hop = attention_mask.shape[-1] // input_features.shape[-1]
+        else:
+            # a mask over audio samples (the extractor's own `return_attention_mask` setting): one per hop -> frames;
+            # a mask over frames has hop 1 (no branch on the lengths: an exported graph then takes either mask)
+            hop = torch.sym_max(1, attention_mask.shape[-1] // input_features.shape[-1])
             attention_mask = attention_mask[:, ::hop][:, : input_features.shape[-1]]
-        frames = int(attention_mask.sum(-1).max().item())
-        frames = min(limit, max(2, frames + frames % 2))
+        # the crop length stays a tensor until `.item()` (no int(), min(), max()): torch.export (ONNX) then keeps it
+        # data-dependent instead of fixing the length of the example it traced
+        frames = attention_mask.sum(-1).max().long()
+        frames = torch.clamp(frames + frames % 2, min=2, max=limit).item()
         features, mask = input_features[..., :frames], attention_mask[:, :frames]
         hidden = F.gelu(encoder.conv1(features))
         hidden = F.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
