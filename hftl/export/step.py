@@ -23,7 +23,7 @@ def _split_batches(run) -> list[dict] | None:
         return None
     split, collate = splits[name], run.inputs.collator or default_data_collator
     count = min(EXAMPLES, len(split))
-    chunks = [[0]] + [list(range(i, min(i + 4, count))) for i in range(1, count, 4)]
+    chunks = [[0]] + [list(range(i, min(i + 4, count))) for i in range(1, count, 4)] if count > 2 else [[0, 1]]
     return [collate([split[i] for i in chunk]) for chunk in chunks]  # labels are dropped by the export
 
 
