@@ -107,6 +107,14 @@ def _label_rows(labels: LabelInfo) -> str:
     return "\n".join(f"| {i} | {name} | {counts[i]} |" for i, name in enumerate(labels.names))
 
 
+def _hyper_rows(hyperparameters: dict[str, object]) -> str:
+    return "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
+
+
+def _adaptation_line(adaptation: str | None, details: str) -> str:
+    return f"\n\nDomain adaptation: `{adaptation}`. {details}".rstrip() if adaptation else ""
+
+
 def model_card(
     *,
     model_path: str,
@@ -134,14 +142,11 @@ def model_card(
     `custom_code`: the architecture's code is saved beside the weights (hftl's EfficientNet-Lite, cropped Whisper).
     `adaptation`: the run's domain-adaptation method ("dann", "mmd" ...) or None; `usage`: `Modality.pipeline_usage`.
     `metrics`: None before evaluation (the card saved with the model says it is not evaluated yet).
-    `problem`: for another problem type than single-label classification, (its metric names, the note under the
-    results table, its own section); see `hftl.multi_label.card`.
+    `problem`: a multi-label run's (metric names, note under the results, own section), see `hftl.multi_label.card`.
     """
     names, note, section = problem or (_METRICS, _MACRO_NOTE, "")
     data = _card_data(model_path, pipeline_task, hub_dataset, strategy, labels, metrics or {}, is_adapter, adaptation,
                       data_description, names)  # fmt: skip
-    hyper_rows = "\n".join(f"- `{key}`: {value}" for key, value in hyperparameters.items())
-    adaptation_line = f"\n\nDomain adaptation: `{adaptation}`. {adaptation_details}".rstrip() if adaptation else ""
     return ModelCard(f"""---
 {data.to_yaml()}
 ---
@@ -154,7 +159,7 @@ Adapted from **{hub_id_of(model_path) or model_path}** with hftl (strategy: `{st
 {data_description}
 
 ## Adaptation strategy
-`{strategy}`: {strategy_details}{adaptation_line}
+`{strategy}`: {strategy_details}{_adaptation_line(adaptation, adaptation_details)}
 
 ## Labels
 | id | label | training examples |
@@ -165,7 +170,7 @@ Adapted from **{hub_id_of(model_path) or model_path}** with hftl (strategy: `{st
 {_results_table(metrics, names, note)}
 
 ## Training hyper-parameters
-{hyper_rows}
+{_hyper_rows(hyperparameters)}
 
 ## How to load
 {_loader_text(pipeline_task, labels, is_adapter, custom_code, strategy, usage)}
