@@ -100,4 +100,17 @@ CASES = [
         lambda f, a: text_run(f, a, "--label_delimiter", ";"),
         Error(r"--label_delimiter applies to multi-label classification: add --problem_type"),
     ),
+    *[
+        Case(
+            f"multi-label-with-{flag.strip('-').replace('_', '-')}",
+            A,
+            lambda f, a, given=given: _csv(f, a, *given),
+            Error(rf"{flag} .*does not work with --problem_type multi_label_classification.*Drop {flag}"),
+        )
+        for flag, given in (
+            ("--temperature_scaling", ["--temperature_scaling", "true"]),
+            ("--class_weights", ["--class_weights", "balanced"]),
+            ("--balanced_sampling", ["--balanced_sampling", "true"]),
+        )
+    ],
 ]

@@ -85,6 +85,12 @@ _REFUSED = {
     "target_train_file": (None, "target-domain data is for single-label domain adaptation"),
     "target_train_dir": (None, "target-domain data is for single-label domain adaptation"),
     "label_smoothing_factor": (0.0, "transformers' label smoother is a softmax cross-entropy"),
+    "temperature_scaling": (
+        False,
+        "one temperature calibrates a softmax; multi-label thresholds are tuned instead",
+    ),
+    "class_weights": (None, "class weights weigh a softmax cross-entropy over one class per example"),
+    "balanced_sampling": (False, "balanced sampling draws one class per example"),
 }
 
 
@@ -93,7 +99,8 @@ def check_multi_label_flags(values: dict[str, Any]) -> None:
 
     Raises:
         InputError: `--problem_type multi_label_classification` with domain adaptation, importance weighting, target
-            data, the domain-gap report or label smoothing (the flag named, with the reason).
+            data, the domain-gap report, label smoothing, temperature scaling, class weights or balanced sampling
+            (the flag named, with the reason).
     """
     if values.get("problem_type") != MULTI_LABEL:
         return

@@ -169,7 +169,7 @@ def _prepare(modality, config: RunConfig, run) -> Search:
         raise InputError("--hp_search_trials with --resume_from_checkpoint: a stopped search resumes by itself when "
                          "rerun with the same flags; drop --resume_from_checkpoint.")  # fmt: skip
     check_writable(training.output_dir)
-    objective = _objective(training, config.search.hp_search_direction)
+    objective = _objective(training, config.search.hp_search_direction, config.problem.multi_label)
     path = config.search.hp_space
     space = read_space(path) if path else default_space(modality, config)
     where = f"--hp_space {path}" if path else "the default search space"
@@ -182,10 +182,10 @@ def _prepare(modality, config: RunConfig, run) -> Search:
     return Search(modality, config, run, objective, space, distributions)
 
 
-def _objective(training, direction: str | None) -> Objective:
-    """The validation metric (--metric_for_best_model, default accuracy) and its direction: the flag's, else
-    --greater_is_better's, else minimise a loss and maximise anything else."""
-    name = (training.metric_for_best_model or "accuracy").removeprefix("eval_")
+def _objective(training, direction: str | None, multi_label: bool = False) -> Objective:
+    """The validation metric (--metric_for_best_model, default accuracy; micro F1 for multi-label runs) and its
+    direction: the flag's, else --greater_is_better's, else minimise a loss and maximise anything else."""
+    name = (training.metric_for_best_model or ("f1_micro" if multi_label else "accuracy")).removeprefix("eval_")
     if direction is None:
         greater = training.greater_is_better if training.greater_is_better is not None else not name.endswith("loss")
         direction = "maximize" if greater else "minimize"
