@@ -255,5 +255,26 @@ def predict(args: argparse.Namespace) -> int:
         for entry in scores:
             probabilities[row, index[entry["label"]]] = entry["score"]
     os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
-    write_predictions(args.output_file, rows, probabilities.argmax(-1), names, probabilities, paths)
+    if getattr(classifier.model.config, "problem_type", None) == "multi_label_classification":
+        _write_label_sets(args, classifier.model.config, rows, probabilities, names)
+    else:
+        write_predictions(args.output_file, rows, probabilities.argmax(-1), names, probabilities, paths)
     return len(rows)
+
+
+def _write_label_sets(args: argparse.Namespace, config, rows, scores: np.ndarray, names: list[str]) -> None:
+    """A multi-label model's CSV, as its run wrote it (`hftl.multi_label.evaluation.write_predictions`): the labels
+    whose pipeline score is above 0.5 (each label's threshold is folded into the saved bias), and each label's own
+    probability p_k = sigmoid(logit(score_k) + logit(t_k)), the threshold taken back out.
+
+    Shape: scores (N, C), the pipeline's sigmoid scores.
+    """
+    from hftl.multi_label.evaluation import write_predictions as write_label_sets
+    from hftl.multi_label.thresholds import THRESHOLDS, sigmoid
+
+    thresholds = getattr(config, THRESHOLDS, None) or {}
+    cuts = np.array([float(thresholds.get(name, 0.5)) for name in names])
+    clipped = np.clip(scores, 1e-12, 1 - 1e-12)
+    probabilities = sigmoid(np.log(clipped / (1 - clipped)) + np.log(cuts / (1 - cuts)))
+    delimiter = _run_flag(args.model_name_or_path, "label_delimiter") or "|"
+    write_label_sets(args.output_file, rows, scores > 0.5, probabilities, names, delimiter)

@@ -13,6 +13,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, List, Value
 from helpers import FILLER, WORDS_BY_LABEL, recipe_args, recipe_defaults, write_csv
 from transformers import AutoConfig, pipeline
 
+from hftl.cli import main as cli
 from hftl.data.loading import RawData
 from hftl.data.multi_labels import check_and_encode_multi_label
 from hftl.errors import InputError
@@ -234,6 +235,16 @@ def test_jsonl_label_lists_feature_extraction_and_unlabelled_test(tiny_bert_dir,
     run_classification(TextModality(), DEFAULTS, evaluate_only)
     assert AutoConfig.from_pretrained(again).hftl_thresholds == pytest.approx(config.hftl_thresholds, abs=1e-5)
     assert (again / "test_predictions.csv").read_text() == (output_dir / "test_predictions.csv").read_text()
+    # `hftl predict` on the same file writes the run's CSV: the same label sets, the model's own probabilities
+    scored = tmp_path / "scored.csv"
+    command = ["predict", "--model_name_or_path", str(output_dir), "--test_file", files["test_file"]]
+    assert cli([*command, "--output_file", str(scored)]) == 0
+    with open(scored, encoding="utf-8") as handle:
+        predicted = list(csv.DictReader(handle))
+    assert [r["predictions"] for r in predicted] == [r["predictions"] for r in saved]
+    for mine, theirs in zip(predicted, saved, strict=True):
+        for name in config.hftl_thresholds:
+            assert float(mine[f"prob_{name}"]) == pytest.approx(float(theirs[f"prob_{name}"]), abs=1e-4)
 
 
 def test_speech_recipe_trains_label_sets_with_a_model_whose_own_loss_is_softmax(tiny_wav2vec2_dir, tmp_path):
