@@ -299,6 +299,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
     name_run(training)
+    search.objective_metric = training.metric_for_best_model if "metric_for_best_model" in explicit else None
     training = resolve_early_stopping(training, control, explicit)
     push, training.push_to_hub = training.push_to_hub, False
     token = hub.take_token(training)

@@ -186,11 +186,17 @@ def test_the_default_space_covers_the_strategy_and_method_knobs(tiny_bert_dir, t
         (["--metric_for_best_model", "f1"], ("eval_f1", "maximize")),
         (["--metric_for_best_model", "f1", "--greater_is_better", "false"], ("eval_f1", "minimize")),
         (["--metric_for_best_model", "loss", "--hp_search_direction", "maximize"], ("eval_loss", "maximize")),
+        # early stopping makes transformers fill --metric_for_best_model with loss: the search keeps its default
+        (["--early_stopping_patience", "2", "--eval_strategy", "epoch"], ("eval_accuracy", "maximize")),
+        (
+            ["--load_best_model_at_end", "--eval_strategy", "epoch", "--save_strategy", "epoch"],
+            ("eval_accuracy", "maximize"),
+        ),
     ],
 )
 def test_the_objective_is_a_validation_metric_in_its_direction(tiny_bert_dir, text_files, tmp_path, flags, expected):
     from hftl.search.study import _objective
 
     config = resolve_config(TextModality(), DEFAULTS, _args(tiny_bert_dir, text_files, tmp_path, *flags))
-    objective = _objective(config.training, config.search.hp_search_direction)
+    objective = _objective(config.training, config.search)
     assert (objective.metric, objective.direction) == expected

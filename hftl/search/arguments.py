@@ -37,6 +37,10 @@ class HPSearchArguments:
         },
     )
 
+    # the --metric_for_best_model the user gave (None: the default objective), set by `hftl.config`: early stopping
+    # and --load_best_model_at_end make transformers fill the flag with `loss`, which is not the search's default
+    objective_metric: str | None = field(default=None, init=False, repr=False)
+
     def __post_init__(self):
         if self.hp_search_trials < 0:
             raise InputError(f"--hp_search_trials must be >= 0 (0: no search), got {self.hp_search_trials}.")

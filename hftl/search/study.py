@@ -169,7 +169,7 @@ def _prepare(modality, config: RunConfig, run) -> Search:
         raise InputError("--hp_search_trials with --resume_from_checkpoint: a stopped search resumes by itself when "
                          "rerun with the same flags; drop --resume_from_checkpoint.")  # fmt: skip
     check_writable(training.output_dir)
-    objective = _objective(training, config.search.hp_search_direction, config.problem.multi_label)
+    objective = _objective(training, config.search, config.problem.multi_label)
     path = config.search.hp_space
     space = read_space(path) if path else default_space(modality, config)
     where = f"--hp_space {path}" if path else "the default search space"
@@ -182,13 +182,16 @@ def _prepare(modality, config: RunConfig, run) -> Search:
     return Search(modality, config, run, objective, space, distributions)
 
 
-def _objective(training, direction: str | None, multi_label: bool = False) -> Objective:
-    """The validation metric (--metric_for_best_model, default accuracy; micro F1 for multi-label runs) and its
-    direction: the flag's, else --greater_is_better's, else minimise a loss and maximise anything else."""
-    name = (training.metric_for_best_model or ("f1_micro" if multi_label else "accuracy")).removeprefix("eval_")
+def _objective(training, search, multi_label: bool = False) -> Objective:
+    """The validation metric (the --metric_for_best_model the user gave, default accuracy; micro F1 for multi-label
+    runs) and its direction: --hp_search_direction, else --greater_is_better for a metric the user gave, else
+    minimise a loss and maximise anything else."""
+    given = search.objective_metric
+    name = (given or ("f1_micro" if multi_label else "accuracy")).removeprefix("eval_")
+    direction = search.hp_search_direction
     if direction is None:
-        greater = training.greater_is_better if training.greater_is_better is not None else not name.endswith("loss")
-        direction = "maximize" if greater else "minimize"
+        greater = training.greater_is_better if given and training.greater_is_better is not None else None
+        direction = "maximize" if (greater if greater is not None else not name.endswith("loss")) else "minimize"
     return Objective(f"eval_{name}", direction)
 
 
@@ -307,6 +310,7 @@ def _run_trial(search: Search, number: int, params: dict[str, Any], fresh: bool)
     config, name = search.config, _given_run_name(search.config)
     args = ["--config", os.path.join(search.output_dir, CONFIG_FILE), *trial_flags(params), "--output_dir", folder]
     args += ["--do_predict", "false", "--push_to_hub", "false", "--overwrite_output_dir", "false"]
+    args += ["--export_onnx", "false"]  # the best trial's config keeps the user's value
     args += ["--run_name", f"{name}-trial-{number}" if name else folder]
     if config.strategy.cache_features and config.strategy.feature_cache_dir is None:
         args += ["--feature_cache_dir", os.path.join(search.output_dir, "feature_cache")]
