@@ -1,7 +1,7 @@
 """The run every recipe shares, as named steps: each takes what earlier steps returned and changes none of it.
 
     config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> calibrate (temperature
-    scaling, multi-label thresholds) -> save the model -> evaluate -> reports -> (ONNX export) -> card and push
+    scaling, multi-label thresholds) -> save the model -> evaluate -> reports -> card, (ONNX export) and push
 
 The model is saved as soon as it is trained: an error in evaluation or the reports loses no training. With
 `--hp_search_trials N`, the run is a search whose trials are such runs (`hftl.search.study`).
@@ -22,7 +22,6 @@ from hftl.config import RunConfig, resolve_config
 from hftl.context import FeatureLayer, RunContext
 from hftl.data.domains import RunData, load_data
 from hftl.evaluation import evaluate
-from hftl.export.step import export_step
 from hftl.imbalance import check_class_balance
 from hftl.inputs import build_inputs
 from hftl.modalities.base import Modality
@@ -90,6 +89,5 @@ def run_config(modality: Modality, config: RunConfig, data: RunData | None = Non
     save_model(run, model, trained, counts)
     metrics = evaluate(trained, run) | calibration
     metrics.update(domain_reports(trained, run))
-    export_step(run, trained)
     publish(run, trained, metrics, counts)
     return metrics

@@ -11,6 +11,7 @@ from hftl import hub
 from hftl.adaptation.build import card_text
 from hftl.config import RunConfig, write_config
 from hftl.context import RunContext
+from hftl.export.step import export_step
 from hftl.modelcard import model_card
 from hftl.multi_label.card import card_problem
 from hftl.strategies import get_strategy
@@ -78,11 +79,12 @@ def save_model(run: RunContext, model, trained, counts: tuple[int, int]) -> None
 
 
 def publish(run: RunContext, trained, metrics: dict[str, float], counts: tuple[int, int]) -> None:
-    """After evaluation: on the main process the card with the metrics and the push; then wait for every process
-    and close the process group.
+    """After evaluation: on the main process the card with the metrics, the ONNX export (`--export_onnx`) and the
+    push (the `onnx/` folder with it); then wait for every process and close the process group.
 
     Raises:
         InputError: the disk filled up while writing the card.
+        ExportError: the ONNX graph's logits differ from the model's (the model and its card are saved; no push).
         PushError: `--push_to_hub` failed (the local output is complete).
     """
     config, output_dir = run.config, run.config.training.output_dir
@@ -91,6 +93,7 @@ def publish(run: RunContext, trained, metrics: dict[str, float], counts: tuple[i
             with output_writes(output_dir, "the model card"):
                 _card(run, metrics, counts).save(os.path.join(output_dir, "README.md"))
             logger.info("Saved the model card and results to %s", output_dir)
+            export_step(run, trained)
             if config.push_to_hub:
                 hub.push_to_hub(output_dir, config.training, token=config.hub_token)
     finally:

@@ -9,7 +9,7 @@ import logging
 import os
 from typing import Any
 
-from hftl.errors import InputError
+from hftl.errors import ExportError, InputError
 from hftl.export.arguments import check_export_installed
 from hftl.export.graph import export_onnx
 from hftl.export.parity import compare, onnx_logits, session, torch_logits
@@ -24,7 +24,7 @@ ONNX_FILE, INT8_FILE, REPORT_FILE = "model.onnx", "model_int8.onnx", "export_rep
 TOLERANCE = 1e-4  # max |logit difference| the float graph may have from PyTorch
 
 
-class ParityError(RuntimeError):
+class ParityError(ExportError):
     """The float ONNX graph's logits differ from PyTorch's by more than the tolerance (the report is written)."""
 
 
