@@ -169,6 +169,12 @@ CASES = [
         ],
         Handled(),
     ),
+    _case(
+        "early-stopping-without-evaluations",
+        ["--early_stopping_patience", "2", "--eval_strategy", "no"],
+        Error(r"--early_stopping_patience.*--eval_strategy no turns them off"),
+    ),
+    _case("class-weights-count", ["--class_weights", "1,2,3"], Error(r"--class_weights 1,2,3: 3 weight\(s\) for 2")),
     _case("bf16-on-cpu", ["--bf16", "true"], Error(r"--bf16.*--use_cpu true") if _cpu_only() else Handled()),
     _case("fp16-on-cpu", ["--fp16", "true"], Error(r"--fp16.*GPU") if _cpu_only() else Handled()),
     _case("bf16-and-use-cpu", ["--bf16", "true", "--use_cpu", "true"], Handled()),

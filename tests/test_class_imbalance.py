@@ -190,11 +190,11 @@ def test_balanced_sampling_through_the_recipe(tiny_bert_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(BalancedSampler, "__iter__", recording)
     args = recipe_args(
-        tiny_bert_dir, files, tmp_path / "out", *FAST, "--balanced_sampling", "true", "--num_train_epochs", "6"
+        tiny_bert_dir, files, tmp_path / "out", *FAST, "--balanced_sampling", "true", "--num_train_epochs", "3"
     )
     run_classification(TextModality(), DEFAULTS, args)
     negatives = sum(labels[i] == "negative" for i in drawn)
-    assert len(drawn) == 6 * 66 and 0.35 < negatives / len(drawn) < 0.65  # 6 / 66 without balancing
+    assert len(drawn) == 3 * 66 and 0.35 < negatives / len(drawn) < 0.65  # 6 / 66 without balancing
 
 
 def test_bad_class_weights_stop_the_recipe_before_the_model_loads(tiny_bert_dir, tmp_path, capsys):
