@@ -15,6 +15,7 @@ from hftl.data.checks import LabelInfo
 from hftl.errors import InputError
 from hftl.multi_label.thresholds import unfold_saved_thresholds
 from hftl.strategies import keep_bottom_layers
+from hftl.temperature_scaling import forget_saved_temperature
 
 logger = logging.getLogger("hftl")
 
@@ -121,6 +122,7 @@ def load_model(modality, config: RunConfig, labels: LabelInfo) -> LoadedModel:
     processor = modality.configure_processor(processor, config.inputs)
     model, new = _from_pretrained(modality.auto_model_class, config, path, labels)
     unfold_saved_thresholds(model, labels.names, new)  # a multi-label model hftl saved: its probabilities back
+    forget_saved_temperature(model)  # a calibrated model hftl saved: its T is part of its weights now
     if config.strategy.feature_layer is not None:
         keep_bottom_layers(model, config.strategy.feature_layer)
     model = modality.prepare_model(model, config.inputs, processor)

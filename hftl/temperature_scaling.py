@@ -137,3 +137,12 @@ def calibrate(model: nn.Module, trained, run) -> dict[str, float]:
     )  # fmt: skip
     trained.trainer.save_metrics("calibration", figures)
     return figures
+
+
+def forget_saved_temperature(model) -> None:
+    """Drop `hftl_temperature` from the config of a model hftl saved calibrated: its T is folded into the weights
+    that now train on, so a model saved again must not name it (with `--temperature_scaling` it records the new T)."""
+    if getattr(model.config, CONFIG_KEY, None) is not None:
+        logger.info("The model was saved with temperature %s, folded into its weights: training goes on from them.",
+                    getattr(model.config, CONFIG_KEY))  # fmt: skip
+        delattr(model.config, CONFIG_KEY)

@@ -148,6 +148,11 @@ def resolve_early_stopping(training, control: TrainingControlArguments, explicit
     values: dict[str, Any] = {}
     if not training.load_best_model_at_end and "load_best_model_at_end" not in explicit:
         values["load_best_model_at_end"] = True
+    elif not training.load_best_model_at_end:  # e.g. a run's hftl_config.yaml given as --config records false
+        logger.warning(
+            "--early_stopping_patience with --load_best_model_at_end false (from the command line or the --config "
+            "file): training stops early, and the model saved is the last one, not the best evaluation's."
+        )
     if training.save_strategy.value != training.eval_strategy.value:
         values["save_strategy"] = training.eval_strategy.value
     if training.eval_strategy.value == "steps" and training.save_steps != training.eval_steps:

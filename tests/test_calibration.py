@@ -156,3 +156,13 @@ def test_temperature_scaling_needs_an_evaluation(tiny_bert_dir, text_files, tmp_
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: --temperature_scaling fits the temperature on the validation split")
     assert "\n" not in error and not (tmp_path / "out").exists()
+
+
+def test_a_calibrated_model_trained_again_does_not_keep_its_old_temperature(tiny_bert_dir, tmp_path):
+    files = _noisy_files(tmp_path)
+    _, scaled = _run(tiny_bert_dir, files, tmp_path / "scaled", "--temperature_scaling", "true")
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "scaled").config.hftl_temperature
+    _run(str(tmp_path / "scaled"), files, tmp_path / "again", "--do_train", "false")
+    # T is folded into the weights the second run starts from: its saved config must not claim a temperature
+    assert getattr(AutoModelForSequenceClassification.from_pretrained(tmp_path / "again").config, "hftl_temperature",
+                   None) is None  # fmt: skip
