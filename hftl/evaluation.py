@@ -1,4 +1,4 @@
-"""Step 10 of a run: metrics, per-class reports, confusion matrices and predictions on source and target splits."""
+"""Step 9 of a run: metrics, per-class reports, confusion matrices and predictions on source and target splits."""
 
 from __future__ import annotations
 

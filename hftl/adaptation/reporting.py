@@ -1,4 +1,4 @@
-"""Step 11 of an adapting run: `label_shift.json` and, with `--domain_gap_report`, the domain-gap report on the
+"""Step 10 of an adapting run: `label_shift.json` and, with `--domain_gap_report`, the domain-gap report on the
 features of the same layer (the feature layer's input) before training and after."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 9 of a run: train the strategy's stages in order; the last one is adapted to the target domain, if any."""
+"""Step 8 of a run: train the strategy's stages in order; the last one is adapted to the target domain, if any."""
 
 from __future__ import annotations
 
