@@ -166,3 +166,19 @@ def test_a_calibrated_model_trained_again_does_not_keep_its_old_temperature(tiny
     # T is folded into the weights the second run starts from: its saved config must not claim a temperature
     assert getattr(AutoModelForSequenceClassification.from_pretrained(tmp_path / "again").config, "hftl_temperature",
                    None) is None  # fmt: skip
+
+
+def test_cached_head_with_dann_bottleneck_is_calibrated_in_evaluation_and_model(tiny_bert_dir, tmp_path):
+    # feature_extraction + dann trains a bottleneck on cached features and folds it into the classifier afterwards;
+    # evaluation runs the bottleneck head, the saved model the classifier: T must reach both
+    files = _noisy_files(tmp_path)
+    target = [{"text": r["text"]} for r in make_texts(40, seed=7)]
+    files["target_train_file"] = write_csv(tmp_path / "target_train.csv", target)
+    flags = ("--strategy", "feature_extraction", "--adaptation", "dann", "--num_train_epochs", "20")
+    metrics, _ = _run(tiny_bert_dir, files, tmp_path / "out", *flags, "--temperature_scaling", "true")
+    assert metrics["temperature"] != 1.0
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    probabilities = _validation_logits(model, {**files, "_model_dir": str(tmp_path / "out")})[0].softmax(-1)
+    with open(tmp_path / "out" / "eval_predictions.csv", encoding="utf-8") as handle:
+        saved = [[float(r["prob_negative"]), float(r["prob_positive"])] for r in csv.DictReader(handle)]
+    np.testing.assert_allclose(probabilities.numpy(), saved, atol=1e-5)
