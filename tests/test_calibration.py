@@ -111,11 +111,10 @@ def _validation_logits(model, files) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, torch.tensor([model.config.label2id[r["label"]] for r in rows])
 
 
-@pytest.mark.parametrize("strategy", ["full", "lora"])
-def test_temperature_scaling_is_saved_in_the_model(tiny_bert_dir, tmp_path, strategy):
-    text_files, flags = _noisy_files(tmp_path), ("--strategy", strategy)
-    _, plain = _run(tiny_bert_dir, text_files, tmp_path / "plain", *flags)
-    metrics, scaled = _run(tiny_bert_dir, text_files, tmp_path / "scaled", *flags, "--temperature_scaling", "true")
+def test_temperature_scaling_is_saved_in_the_model(tiny_bert_dir, tmp_path):
+    text_files = _noisy_files(tmp_path)
+    _, plain = _run(tiny_bert_dir, text_files, tmp_path / "plain")
+    metrics, scaled = _run(tiny_bert_dir, text_files, tmp_path / "scaled", "--temperature_scaling", "true")
     t = scaled["temperature"]
     assert scaled == pytest.approx(metrics, nan_ok=True) and t > 0 and t != 1.0
     # the same training (same seed), then T: the ECE before scaling is the unscaled run's, the accuracy unchanged
@@ -138,16 +137,30 @@ def test_temperature_scaling_is_saved_in_the_model(tiny_bert_dir, tmp_path, stra
     assert F.cross_entropy(logits_before / t, labels) <= F.cross_entropy(logits_before, labels) + 1e-9
     # the evaluation saw the calibrated model: eval_loss is the scaled NLL
     assert scaled["eval_loss"] == pytest.approx(F.cross_entropy(logits_before / t, labels).item(), abs=1e-4)
-    if strategy == "lora":  # the adapter alone (saved beside the merged model) carries the scaled head too
-        from peft import AutoPeftModelForSequenceClassification
 
-        adapter = AutoPeftModelForSequenceClassification.from_pretrained(
-            tmp_path / "scaled" / "adapter",
-            num_labels=2,
-            id2label=after.config.id2label,
-            label2id=after.config.label2id,
-        )
-        torch.testing.assert_close(_validation_logits(adapter, files)[0], logits_before / t, atol=1e-5, rtol=1e-4)
+
+def test_temperature_scaling_with_lora_reaches_the_merged_model_and_the_adapter(tiny_bert_dir, tmp_path):
+    from peft import AutoPeftModelForSequenceClassification
+
+    text_files = _noisy_files(tmp_path)
+    metrics, _ = _run(
+        tiny_bert_dir, text_files, tmp_path / "out", "--strategy", "lora", "--temperature_scaling", "true"
+    )
+    t = metrics["temperature"]
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    config = merged.config
+    adapter = AutoPeftModelForSequenceClassification.from_pretrained(
+        tmp_path / "out" / "adapter", num_labels=2, id2label=config.id2label, label2id=config.label2id
+    )
+    files = {**text_files, "_model_dir": str(tmp_path / "out")}
+    logits, labels = _validation_logits(merged, files)
+    torch.testing.assert_close(_validation_logits(adapter, files)[0], logits, atol=1e-5, rtol=1e-4)
+    # the saved logits are the trained model's divided by T: times T, they give the NLL calibrate measured before
+    # folding; as they are, the NLL after (which the evaluation measured too)
+    assert F.cross_entropy(logits * t, labels).item() == pytest.approx(metrics["eval_nll_before_scaling"], abs=1e-4)
+    assert F.cross_entropy(logits, labels).item() == pytest.approx(metrics["eval_nll_after_scaling"], abs=1e-4)
+    assert metrics["eval_loss"] == pytest.approx(metrics["eval_nll_after_scaling"], abs=1e-4)
+    assert config.hftl_temperature == pytest.approx(t) and t != 1.0
 
 
 def test_temperature_scaling_needs_an_evaluation(tiny_bert_dir, text_files, tmp_path, capsys):
