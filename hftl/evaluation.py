@@ -11,7 +11,14 @@ import numpy as np
 from hftl.calibration import calibration_metrics, class_probabilities
 from hftl.context import RunContext
 from hftl.data.checks import LabelInfo
-from hftl.metrics import MAX_PLOT_CLASSES, flat_per_class, per_class_report, save_confusion_matrix, save_report
+from hftl.metrics import (
+    MAX_PLOT_CLASSES,
+    flat_per_class,
+    logits_of,
+    per_class_report,
+    save_confusion_matrix,
+    save_report,
+)
 from hftl.multi_label.evaluation import split_evaluator
 from hftl.training import Trained
 
@@ -78,7 +85,7 @@ def evaluate_split(trainer, dataset, rows, prefix: str, labels: LabelInfo, outpu
     matrix and predictions CSV (with each class's probability) in `output_dir`."""
     output = trainer.predict(dataset, metric_key_prefix=prefix)
     metrics = {**output.metrics, f"{prefix}_samples": len(dataset)}
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    logits = logits_of(output.predictions)
     predictions = np.asarray(logits).argmax(-1)
     probabilities = class_probabilities(logits)
     if output.label_ids is not None:

@@ -14,8 +14,13 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from transformers import EvalPrediction
 
 
+def logits_of(predictions):
+    """The logits (N, C) of a Trainer's predictions: the first output when the model returned several."""
+    return predictions[0] if isinstance(predictions, tuple) else predictions
+
+
 def _predictions(eval_pred: EvalPrediction) -> tuple[np.ndarray, np.ndarray]:
-    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+    logits = logits_of(eval_pred.predictions)
     return np.asarray(logits).argmax(-1), np.asarray(eval_pred.label_ids)
 
 

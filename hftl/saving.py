@@ -1,5 +1,5 @@
-"""Steps 8d and 11 of a run: the artifact (a plain Hugging Face model, or a LoRA adapter), its card, the resolved config,
-and the push to the Hub."""
+"""Steps 8d and 11 of a run: the artifact (a plain Hugging Face model, or a LoRA adapter), its card, the resolved
+config and the push to the Hub."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from torch import nn
 from hftl.calibration import class_probabilities, expected_calibration_error, fit_temperature, negative_log_likelihood
 from hftl.errors import InputError
 from hftl.features import head_modules
+from hftl.metrics import logits_of
 
 logger = logging.getLogger("hftl")
 
@@ -117,7 +118,7 @@ def calibrate(model: nn.Module, trained, run) -> dict[str, float]:
     output = trained.trainer.predict(dataset, metric_key_prefix="calibration") if dataset is not None else None
     if output is None or output.label_ids is None or len(output.label_ids) == 0:
         raise InputError("--temperature_scaling needs a labelled validation split (--validation_file, or --do_eval).")
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    logits = logits_of(output.predictions)
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(output.label_ids)
     temperature = fit_temperature(logits, labels)
     for layer in logit_layers(model, trained, run):

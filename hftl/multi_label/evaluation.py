@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from hftl.data.checks import LabelInfo
-from hftl.metrics import flat_per_class, save_report
+from hftl.metrics import flat_per_class, logits_of, save_report
 from hftl.multi_label.metrics import multi_label_summary, per_label_report
 from hftl.multi_label.thresholds import THRESHOLDS, sigmoid
 
@@ -54,7 +54,7 @@ def evaluate_multi_label_split(
     """
     output = trainer.predict(dataset, metric_key_prefix=prefix)
     metrics = {**output.metrics, f"{prefix}_samples": len(dataset)}
-    folded = np.asarray(output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions)
+    folded = np.asarray(logits_of(output.predictions))
     chosen = np.array([thresholds[name] for name in labels.names], dtype=np.float64)
     logits = folded.astype(np.float64) + np.log(chosen / (1 - chosen))  # the model's own logits, unfolded
     decisions = folded > 0

@@ -27,6 +27,8 @@ from sklearn.metrics import (
 from torch.nn import functional as F
 from transformers import EvalPrediction
 
+from hftl.metrics import logits_of
+
 AVERAGES = ("micro", "macro", "weighted", "samples")
 
 
@@ -94,7 +96,7 @@ def multi_label_metrics_function():
     """A `compute_metrics` for `transformers.Trainer`: `multi_label_summary` of the decisions `logits > 0`."""
 
     def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
-        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        logits = logits_of(eval_pred.predictions)
         return multi_label_summary(np.asarray(logits) > 0, np.asarray(eval_pred.label_ids) > 0.5)
 
     return compute_metrics

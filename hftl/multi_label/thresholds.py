@@ -22,6 +22,8 @@ import torch
 from sklearn.metrics import precision_recall_curve
 from torch import nn
 
+from hftl.metrics import logits_of
+
 logger = logging.getLogger("hftl")
 
 THRESHOLDS = "hftl_thresholds"  # the model config's attribute: label name -> threshold on the probability
@@ -96,7 +98,7 @@ def _validation_cuts(trained, run, names: list[str]) -> np.ndarray:
         logger.info("Multi-label thresholds: 0.5 for every label (%s).", why)
         return np.zeros(len(names))
     output = trained.trainer.predict(dataset, metric_key_prefix="thresholds")
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    logits = logits_of(output.predictions)
     cuts = best_cuts(logits, output.label_ids)
     counts = (np.asarray(output.label_ids) > 0.5).sum(0)
     untuned = [name for name, count in zip(names, counts, strict=True) if count < MIN_POSITIVES]

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from transformers import Trainer
 
 from hftl.errors import InputError
+from hftl.metrics import logits_of
 from hftl.trainer.balance import class_weighted_loss
 from hftl.trainer.checkpoints import (
     check_resumable,
@@ -106,7 +107,7 @@ class HftlTrainer(TrainerInternals, Trainer):
         classifier's plain cross-entropy (not an importance-weighted training loss).
         """
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        logits = logits_of(output.predictions)
         key = f"{metric_key_prefix}_loss"
         labels = output.label_ids
         if key not in output.metrics or logits is None or labels is None or logits.ndim != 2:
