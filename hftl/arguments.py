@@ -14,6 +14,7 @@ from typing import Literal
 from hftl.adaptation.methods import method_names
 from hftl.data.files import file_options
 from hftl.errors import InputError
+from hftl.ranking.auto import parse_feature_layer
 from hftl.strategies import strategy_names
 
 # label-shift-corrected forms of earlier releases: `--adaptation iwdann` = `--adaptation dann --importance_weighting`
@@ -246,11 +247,12 @@ class StrategyArguments:
         default=None,
         metadata={"help": "lora: module names to adapt (default: the attention query/value projections)."},
     )
-    feature_layer: int | None = field(
+    feature_layer: int | str | None = field(
         default=None,
         metadata={
             "help": "Use encoder layer N (1 = the first) as the top of the backbone: the layers above it are removed "
-            "from the model (and from the saved model). Default: all layers."
+            "from the model (and from the saved model). auto: the layer with the highest LogME on the source "
+            "training data (see `hftl rank`). Default: all layers."
         },
     )
     merge_adapter: bool = field(
@@ -268,8 +270,7 @@ class StrategyArguments:
             raise InputError(f"--unfreeze_top_k must be >= 1, got {self.unfreeze_top_k}.")
         if self.stage1_num_train_epochs <= 0:
             raise InputError(f"--stage1_num_train_epochs must be > 0, got {self.stage1_num_train_epochs}.")
-        if self.feature_layer is not None and self.feature_layer < 1:
-            raise InputError(f"--feature_layer must be >= 1, got {self.feature_layer}.")
+        self.feature_layer = parse_feature_layer(self.feature_layer)
         if self.lora_r < 1:
             raise InputError(f"--lora_r must be >= 1, got {self.lora_r}.")
         if self.lora_target_modules and len(self.lora_target_modules) == 1 and "," in self.lora_target_modules[0]:

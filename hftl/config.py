@@ -34,6 +34,7 @@ from hftl.export.arguments import ExportArguments
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
 from hftl.multi_label.arguments import ProblemArguments
+from hftl.ranking.auto import check_auto_layer
 from hftl.search import HPSearchArguments
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
@@ -78,6 +79,7 @@ class RunConfig:
     control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
     problem: ProblemArguments = field(default_factory=ProblemArguments)
     export: ExportArguments = field(default_factory=ExportArguments)
+    layer_choice: Any = None  # `hftl.ranking.auto.LayerChoice`: the layer --feature_layer auto chose
 
     @property
     def method(self):
@@ -101,6 +103,8 @@ class RunConfig:
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
+        if self.layer_choice is not None:  # the flag as given: a resumed run chooses again, from the same features
+            values["feature_layer"] = "auto"
         return values
 
     def resume_keys(self) -> tuple[str, ...]:
@@ -273,7 +277,7 @@ def layer_count(modality, model_args: ModelArguments, feature_layer: int | None)
             f"Pass a model folder or Hub id, or --num_frozen_layers."
         ) from None
     count = encoder_layer_count(modality.auto_model_class, config, model_args.trust_remote_code)
-    return min(count, feature_layer) if feature_layer else count
+    return min(count, feature_layer) if isinstance(feature_layer, int) else count
 
 
 def _resolve_inputs(modality, inputs, model_args: ModelArguments, data_args, explicit: set[str]):
@@ -295,6 +299,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     model, data, inputs, strategy, adaptation, run, *groups, training = parsed
     calibration, search, control, problem, export, *method_args = groups
     check_model_sources(model)
+    check_auto_layer(modality, model, strategy)  # --feature_layer auto: a model whose layers can be cropped
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)

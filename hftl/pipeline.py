@@ -28,6 +28,7 @@ from hftl.modalities.base import Modality
 from hftl.modeling import load_model
 from hftl.multi_label.thresholds import set_thresholds
 from hftl.output import check_output_dir, start_output_dir
+from hftl.ranking.auto import choose_feature_layer, report_layer_choice
 from hftl.saving import publish, save_model
 from hftl.search.study import run_search
 from hftl.strategies import get_strategy, log_parameter_counts, model_parts
@@ -67,6 +68,7 @@ def run_config(modality: Modality, config: RunConfig, data: RunData | None = Non
     check_output_dir(config)
     set_seed(config.training.seed)
     data = data if data is not None else load_data(modality, config)
+    config, _ = choose_feature_layer(modality, config, data)  # --feature_layer auto: ranked on the source train data
     check_class_balance(config, data.labels)
     loaded = load_model(modality, config, data.labels)
     inputs = build_inputs(modality, config, data, loaded.processor)
@@ -89,5 +91,6 @@ def run_config(modality: Modality, config: RunConfig, data: RunData | None = Non
     save_model(run, model, trained, counts)
     metrics = evaluate(trained, run) | calibration
     metrics.update(domain_reports(trained, run))
+    metrics.update(report_layer_choice(config, trained))  # layer_ranking.json
     publish(run, trained, metrics, counts)
     return metrics

@@ -38,7 +38,8 @@ def _card(run: RunContext, metrics: dict[str, float] | None, counts: tuple[int, 
         data_description=data.source.description,
         hub_dataset=data.source.hub_dataset,
         strategy=args.strategy,
-        strategy_details=strategy.description.format(**dataclasses.asdict(args)),
+        strategy_details=strategy.description.format(**dataclasses.asdict(args))
+        + (config.layer_choice.card_text() if config.layer_choice else ""),
         labels=data.labels,
         metrics=metrics,
         hyperparameters={
