@@ -184,3 +184,30 @@ def test_feature_layer_auto_refuses_models_it_cannot_crop(tiny_efficientnet_lite
             {},
             recipe_args(tiny_efficientnet_lite_dir, image_folders, tmp_path / "y", "--feature_layer", "top"),
         )
+
+
+def test_speech_layers_are_what_feature_layer_n_gives(tiny_whisper_dir, audio_folders, tmp_path):
+    """Whisper (cropped to the clip length): layer 1's candidate features are the features of the run that
+    `--feature_layer 1` loads."""
+    from hftl.config import resolve_config
+    from hftl.data.domains import load_data
+    from hftl.inputs import build_inputs
+    from hftl.modalities import AudioModality
+    from hftl.modeling import load_model
+    from hftl.ranking.candidates import model_candidates
+
+    modality = AudioModality()
+    config = resolve_config(modality, {}, recipe_args(tiny_whisper_dir, audio_folders, tmp_path / "x"))
+    data = load_data(modality, config)
+    candidates, labels = model_candidates(modality, config, data)
+    assert [c.layer for c in candidates] == [1, 2] and len(labels) == len(candidates[0].source)
+    cropped = resolve_config(
+        modality, {}, recipe_args(tiny_whisper_dir, audio_folders, tmp_path / "x", "--feature_layer", "1")
+    )
+    loaded = load_model(modality, cropped, data.labels)
+    inputs = build_inputs(modality, cropped, data, loaded.processor)
+    head = head_modules(loaded.model, len(data.labels.names))[0][1]
+    train = inputs.source.plain["train"]
+    batch = config.training.per_device_eval_batch_size  # cropped Whisper's features depend on the batch's longest clip
+    expected = extract_features(loaded.model, train, inputs.collator, batch, head, inputs.source.lengths("train"))
+    torch.testing.assert_close(torch.from_numpy(candidates[0].source), expected, atol=1e-5, rtol=1e-4)

@@ -56,7 +56,8 @@ def _parameters_up_to(model, layers: list[int], croppable: bool) -> list[int]:
     return total
 
 
-def _extract(model, head, dataset, lengths, collator, processor, config) -> LayerFeatures:
+def layer_features_of(model, head, dataset, lengths, collator, processor, config) -> LayerFeatures:
+    """`extract_layer_features` of `dataset`, or read from `--feature_cache_dir` (`hftl.ranking.cache`)."""
     from hftl.feature_cache import dataset_digest, module_digest
     from hftl.strategies import backbone_name
 
@@ -116,11 +117,11 @@ def model_candidates(
     head = head_modules(model, len(data.labels.names))[0][1]
     seed = config.training.seed
     dataset, lengths, labels = _domain(inputs.source, data.source, max_examples, seed)
-    source = _extract(model, head, dataset, lengths, collator, loaded.processor, config)
+    source = layer_features_of(model, head, dataset, lengths, collator, loaded.processor, config)
     target = None
     if use_target and inputs.target is not None:
         dataset, lengths, _ = _domain(inputs.target, data.target, max_examples, seed)
-        target = _extract(model, head, dataset, lengths, collator, loaded.processor, config)
+        target = layer_features_of(model, head, dataset, lengths, collator, loaded.processor, config)
     sizes = _parameters_up_to(model, source.layers, source.croppable)
     count = len(source.features[0]) if source.features else 0
     candidates = [
