@@ -43,6 +43,15 @@ def test_scores_rank_feature_sets_by_the_information_they_hold(name):
     assert score(100.0 * sets["strong"], y) == pytest.approx(values["strong"], rel=1e-3)  # no matter the scale
 
 
+def test_logme_with_more_features_than_examples_stays_a_ranking():
+    """N < F: any labels are fitted exactly in all F directions; LogME keeps the top N / 2 and still ranks."""
+    y, sets = _feature_sets(n=100)
+    rng = np.random.default_rng(3)
+    strong, noise = (np.c_[sets[k], rng.normal(size=(100, 200))] for k in ("strong", "none"))
+    assert -2 < logme(noise, y) < logme(strong, y) < 0
+    assert logme(noise, y) == logme(noise.copy(), y)  # deterministic
+
+
 def test_logme_is_the_maximum_of_the_bayesian_evidence():
     """LogME's fixed point against a direct maximisation of log N(y; 0, I / beta + F F^T / alpha) over alpha, beta."""
     from scipy.optimize import minimize
