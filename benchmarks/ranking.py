@@ -56,6 +56,7 @@ def split_features(modality_name: str, dataset: str, args) -> dict:
     flags = ["--dataset_name", dataset, "--max_train_samples", str(args.train_examples)]
     flags += ["--max_predict_samples", str(args.test_examples), "--max_eval_samples", "8"]
     flags += ["--output_dir", os.path.join(args.work_dir, "unused"), "--per_device_eval_batch_size", "32"]
+    flags += ["--ignore_mismatched_sizes", "true"]  # the packaged EfficientNet-Lite0 has an ImageNet head
     flags += ["--feature_cache_dir", args.feature_cache_dir] if args.feature_cache_dir else []
     config = resolve_config(modality, {}, flags)
     data = load_data(modality, config)
