@@ -5,7 +5,10 @@ Label Shift Adaptation", ICML 2020 (arXiv:1901.06852). BCTS rescales the logits 
 per class, `p(y | x) = softmax(z / T + b)`, fitted by minimising the negative log-likelihood of the held-out labels.
 EM on BCTS-calibrated posteriors (Saerens et al. 2002) beat BBSE and RLLS at estimating the target prior in their
 study: EM needs calibrated posteriors, and the class biases fix the systematic per-class miscalibration that a single
-temperature cannot.
+temperature cannot. With few held-out examples per class the C biases over-fit (on hftl's MNIST label-shift pair, 24
+held-out digits per class, EM's error doubled); `fit_calibration` therefore picks the biases' L2 penalty by 5-fold
+cross-validated NLL on the held-out data, from "almost free" to "held at 0" (plain temperature scaling, Guo et al.,
+ICML 2017).
 """
 
 from __future__ import annotations
@@ -74,3 +77,39 @@ def fit_bcts(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-4) -> BiasCo
         objective, start, jac=True, method="L-BFGS-B", bounds=[(-5.0, 5.0)] + [(None, None)] * num_classes
     )
     return BiasCorrectedTemperature(float(np.exp(result.x[0])), result.x[1:].copy())
+
+
+PENALTIES = (1e-4, 1e-2, 1e-1, 1.0, 1e6)  # the last holds the biases at ~0: temperature scaling
+
+
+def _nll(calibration: BiasCorrectedTemperature, logits: np.ndarray, labels: np.ndarray) -> float:
+    probabilities = calibration.probabilities(logits)
+    return float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None)).mean())
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> BiasCorrectedTemperature:
+    """BCTS with the bias penalty (`PENALTIES`) of least 5-fold cross-validated NLL, refitted on all the data.
+
+    Args:
+        logits: (N, C) held-out logits; labels: (N,) class ids. With fewer than 2 * folds examples, `fit_bcts`'s
+            default penalty is used without cross-validation.
+
+    Returns:
+        `BiasCorrectedTemperature`.
+    """
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    if len(labels) < 2 * folds:
+        return fit_bcts(logits, labels)
+    fold_of = np.random.default_rng(seed).permutation(len(labels)) % folds
+    losses = []
+    for penalty in PENALTIES:
+        held = [
+            _nll(
+                fit_bcts(logits[fold_of != k], labels[fold_of != k], penalty),
+                logits[fold_of == k],
+                labels[fold_of == k],
+            )
+            for k in range(folds)
+        ]
+        losses.append(np.mean(held))
+    return fit_bcts(logits, labels, PENALTIES[int(np.argmin(losses))])

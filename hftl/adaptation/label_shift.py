@@ -144,9 +144,9 @@ def fit_probe(train_features: np.ndarray, train_labels: np.ndarray, num_classes:
 def em_bcts_prior(probe: SourceProbe, heldout_features, heldout_labels, target_features) -> np.ndarray:
     """EM (Saerens et al. 2002) on posteriors calibrated by BCTS on held-out source data (Alexandari et al., ICML
     2020, `hftl.adaptation.bcts`). Shapes as `estimate_target_prior`; returns the target prior (C,)."""
-    from hftl.adaptation.bcts import fit_bcts
+    from hftl.adaptation.bcts import fit_calibration
 
-    calibration = fit_bcts(probe.log_probabilities(heldout_features), np.asarray(heldout_labels))
+    calibration = fit_calibration(probe.log_probabilities(heldout_features), np.asarray(heldout_labels))
     return em_prior(calibration.probabilities(probe.log_probabilities(target_features)), probe.prior)
 
 

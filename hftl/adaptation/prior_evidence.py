@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hftl.adaptation.bcts import fit_bcts
+from hftl.adaptation.bcts import fit_calibration
 from hftl.adaptation.label_shift import SourceProbe, bbse_prior, em_prior, fit_probe, total_variation
 
 BOOTSTRAP = 100
@@ -103,7 +103,7 @@ def prior_evidence(
     heldout_log = probe.log_probabilities(heldout_features)
     target_log = probe.log_probabilities(target_features)
     target = np.exp(target_log)
-    calibration = fit_bcts(heldout_log, heldout_labels)
+    calibration = fit_calibration(heldout_log, heldout_labels)
     calibrated = calibration.probabilities(target_log)
     estimates = {"em": em_prior(target, probe.prior), "em_bcts": em_prior(calibrated, probe.prior)}
     complete = len(set(heldout_labels.tolist())) == num_classes
