@@ -335,11 +335,11 @@ class AdaptationArguments:
         },
     )
     label_shift_estimator: Literal["bbse", "em", "em_bcts"] = field(
-        default="em_bcts",
+        default="bbse",
         metadata={
             "help": "How the target class prior is estimated without target labels, from a linear probe on source "
-            "features: em_bcts (EM on posteriors calibrated by bias-corrected temperature scaling, Alexandari et al. "
-            "2020), bbse (black-box shift estimation, Lipton et al. 2018) or em (Saerens et al. 2002)."
+            "features: bbse (black-box shift estimation, Lipton et al. 2018), em (Saerens et al. 2002) or em_bcts "
+            "(EM on posteriors calibrated by bias-corrected temperature scaling, Alexandari et al. 2020)."
         },
     )
     domain_gap_report: bool = field(

@@ -11,12 +11,12 @@ import torch
 from helpers import make_texts, recipe_args, recipe_defaults, write_csv
 
 from hftl.adaptation.bcts import fit_bcts
-from hftl.adaptation.diagnosis import diagnose_shift
+from hftl.adaptation.diagnosis import Reweighting, classify_shift, diagnose_shift
 from hftl.adaptation.label_shift import estimate_target_prior, total_variation
 from hftl.adaptation.mmd import multiple_kernel_mmd
-from hftl.adaptation.prior_evidence import prior_evidence
+from hftl.adaptation.prior_evidence import PriorEvidence, prior_evidence
 from hftl.adaptation.shift import _warn_if_label_shift
-from hftl.adaptation.two_sample import mmd_permutation_test, proxy_a_distance_interval
+from hftl.adaptation.two_sample import ProxyADistance, mmd_permutation_test, proxy_a_distance_interval
 from hftl.cli import main as cli_main
 from hftl.modalities import TextModality
 from hftl.pipeline import run_classification
@@ -153,10 +153,37 @@ def test_recipe_run_reports_the_diagnosis(tiny_bert_dir, shifted_text_files, tmp
     output_dir = tmp_path / "run"
     fast = "--num_train_epochs 1 --per_device_train_batch_size 16 --report_to none --disable_tqdm true".split()
     flags = ["--strategy", "feature_extraction", "--adaptation", "mmd", "--domain_gap_report", *fast]
+    flags += ["--label_shift_estimator", "em_bcts"]
     args = recipe_args(tiny_bert_dir, shifted_text_files, output_dir, *flags)
     metrics = run_classification(TextModality(), recipe_defaults("text_classification"), args)
     gap = json.load(open(output_dir / "domain_gap.json"))
     saved = json.load(open(output_dir / "shift_diagnosis.json"))
     assert gap["diagnosis"] == saved and saved["shift_kind"] in ("none", "label", "covariate", "both")
     assert metrics["shift_gap_p_value"] == round(saved["gap_p_value"], 4)
-    assert json.load(open(output_dir / "label_shift.json"))["estimator"] == "em_bcts"  # the default estimator
+    assert json.load(open(output_dir / "label_shift.json"))["estimator"] == "em_bcts"
+
+
+def _evidence(change, interval, disagreement=0.02, condition=3.0):
+    prior = np.array([0.5, 0.5])
+    return PriorEvidence(prior, {"em_bcts": prior}, change, interval, disagreement, condition, 1.0)
+
+
+@pytest.mark.parametrize(
+    "evidence, closed, p_after, pad, expected",
+    [
+        (_evidence(0.3, (0.25, 0.35)), 0.95, 0.4, (0.4, 0.3, 0.5), ("label", True)),
+        (_evidence(0.3, (0.25, 0.35)), 0.5, 0.001, (1.0, 0.9, 1.1), ("both", True)),
+        (_evidence(0.3, (0.25, 0.35)), 0.1, 0.001, (1.0, 0.9, 1.1), ("covariate", False)),  # explains too little
+        (_evidence(0.3, (0.25, 0.35), disagreement=0.2), 0.9, 0.4, (0.4, 0.3, 0.5), ("covariate", False)),
+        (_evidence(0.3, (0.25, 0.35), condition=1e4), 0.9, 0.4, (0.4, 0.3, 0.5), ("covariate", False)),
+        (_evidence(0.02, (0.0, 0.05)), 0.0, 0.001, (1.0, 0.9, 1.1), ("covariate", False)),
+        # a spurious prior that "explains" part of the gap, but the domains separate beyond PAD <= 2 TV
+        (_evidence(0.5, (0.45, 0.55)), 0.3, 0.001, (1.95, 1.9, 2.0), ("covariate", False)),
+    ],
+)
+def test_decision_table(evidence, closed, p_after, pad, expected):
+    reweighting = Reweighting(300, 0.01, 0.01 * (1 - closed), p_after, closed)
+    kind, credible, failed = classify_shift(True, evidence, reweighting, ProxyADistance(*pad))
+    assert (kind, credible) == expected, failed
+    assert bool(failed) == (not credible)
+    assert classify_shift(False, evidence, reweighting, ProxyADistance(*pad))[0] == "none"

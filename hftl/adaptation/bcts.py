@@ -5,10 +5,10 @@ Label Shift Adaptation", ICML 2020 (arXiv:1901.06852). BCTS rescales the logits 
 per class, `p(y | x) = softmax(z / T + b)`, fitted by minimising the negative log-likelihood of the held-out labels.
 EM on BCTS-calibrated posteriors (Saerens et al. 2002) beat BBSE and RLLS at estimating the target prior in their
 study: EM needs calibrated posteriors, and the class biases fix the systematic per-class miscalibration that a single
-temperature cannot. With few held-out examples per class the C biases over-fit (on hftl's MNIST label-shift pair, 24
-held-out digits per class, EM's error doubled); `fit_calibration` therefore picks the biases' L2 penalty by 5-fold
-cross-validated NLL on the held-out data, from "almost free" to "held at 0" (plain temperature scaling, Guo et al.,
-ICML 2017).
+temperature cannot. With few held-out examples per class the C biases over-fit (on hftl's MNIST label-shift pair,
+24 held-out digits per class, the prior's error was 0.11 in total variation with free biases, 0.04 without), so
+`fit_calibration` picks the biases' L2 penalty by 3-fold cross-validated NLL on the held-out data, from "almost free"
+to "held at 0" (plain temperature scaling, Guo et al., ICML 2017).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def fit_bcts(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-4) -> BiasCo
     Args:
         logits: (N, C) uncalibrated logits (log-probabilities work too: they are logits up to a constant per row).
         labels: (N,) true class ids in [0, C).
-        l2: weight of the penalty `l2 * ||b||^2`.
+        l2: weight of the penalty `l2 * ||b||^2`; `inf` holds b at 0 (temperature scaling alone).
 
     Returns:
         `BiasCorrectedTemperature`; T = 1 and b = 0 leave the logits unchanged.
@@ -61,25 +61,29 @@ def fit_bcts(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-4) -> BiasCo
     n, num_classes = logits.shape
     one_hot = np.eye(num_classes)[labels]
 
+    frozen = np.isinf(l2)
+
     def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
-        inv_t, bias = np.exp(-params[0]), params[1:]
+        inv_t, bias = np.exp(-params[0]), (np.zeros(num_classes) if frozen else params[1:])
         z = logits * inv_t + bias
         z = z - z.max(1, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
-        loss = -(one_hot * log_p).sum() / n + l2 * (bias**2).sum()
+        penalty = 0.0 if frozen else l2
+        loss = -(one_hot * log_p).sum() / n + penalty * (bias**2).sum()
         residual = (np.exp(log_p) - one_hot) / n  # d loss / d z
         grad_log_t = -(residual * logits * inv_t).sum()
-        grad_bias = residual.sum(0) + 2 * l2 * bias
-        return loss, np.concatenate([[grad_log_t], grad_bias])
+        if frozen:
+            return loss, np.array([grad_log_t])
+        return loss, np.concatenate([[grad_log_t], residual.sum(0) + 2 * l2 * bias])
 
-    start = np.zeros(num_classes + 1)
-    result = minimize(
-        objective, start, jac=True, method="L-BFGS-B", bounds=[(-5.0, 5.0)] + [(None, None)] * num_classes
-    )
-    return BiasCorrectedTemperature(float(np.exp(result.x[0])), result.x[1:].copy())
+    size = 1 if frozen else num_classes + 1
+    bounds = [(-5.0, 5.0)] + [(None, None)] * (size - 1)
+    result = minimize(objective, np.zeros(size), jac=True, method="L-BFGS-B", bounds=bounds)
+    bias = np.zeros(num_classes) if frozen else result.x[1:].copy()
+    return BiasCorrectedTemperature(float(np.exp(result.x[0])), bias)
 
 
-PENALTIES = (1e-4, 1e-2, 1e-1, 1.0, 1e6)  # the last holds the biases at ~0: temperature scaling
+PENALTIES = (1e-4, 1e-2, 1e-1, 1.0, float("inf"))  # inf holds the biases at 0: temperature scaling
 
 
 def _nll(calibration: BiasCorrectedTemperature, logits: np.ndarray, labels: np.ndarray) -> float:
@@ -87,8 +91,8 @@ def _nll(calibration: BiasCorrectedTemperature, logits: np.ndarray, labels: np.n
     return float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> BiasCorrectedTemperature:
-    """BCTS with the bias penalty (`PENALTIES`) of least 5-fold cross-validated NLL, refitted on all the data.
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, folds: int = 3, seed: int = 0) -> BiasCorrectedTemperature:
+    """BCTS with the bias penalty (`PENALTIES`) of least 3-fold cross-validated NLL, refitted on all the data.
 
     Args:
         logits: (N, C) held-out logits; labels: (N,) class ids. With fewer than 2 * folds examples, `fit_bcts`'s

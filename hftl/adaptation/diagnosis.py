@@ -10,7 +10,11 @@ large spurious change (BBSE reported total variation 0.38 and 0.48 on two hftl p
 uniform). So a prior change counts as credible only when (1) its bootstrap interval excludes a small change, (2) two
 estimators built differently (BBSE's linear solve, EM on calibrated posteriors) agree, (3) the source confusion
 matrix is well conditioned, and (4) re-weighting the source by it closes a material part of the feature gap (a
-spurious prior explains nothing). Then:
+spurious prior explains nothing), and (5) the domains do not separate far beyond what a label shift of that size
+allows: under a pure label shift the domain is independent of x given y, so (data processing) no classifier of the
+domain from x beats one from y, whose accuracy on balanced domains is (1 + TV) / 2; hence PAD <= 2 TV. A proxy
+A-distance far above 2 TV (by more than MAX_EXCESS_PAD, a quarter of its range) says p(x | y) moved a lot, and every
+prior estimator assumes it did not. Checks (4) and (5) concern the gap and apply only when it is significant. Then:
 
     no gap beyond chance (MMD permutation test)                -> "none"
     gap, credible prior change, re-weighting closes the gap    -> "label"
@@ -48,6 +52,7 @@ MAX_CONDITION_NUMBER = 100.0  # BBSE's confusion matrix, beyond which its estima
 MIN_EXPLAINED = 0.25  # share of the feature gap that re-weighting must close for the prior change to be credible
 CLOSED = 0.8  # share of the gap closed (or a non-significant re-weighted test) that makes it a pure label shift
 MIN_REWEIGHTED = 20  # re-weighted source examples the second test needs
+MAX_EXCESS_PAD = 0.5  # how far the proxy A-distance may exceed 2 x the prior change (check 5)
 
 
 @dataclass(frozen=True)
@@ -154,9 +159,9 @@ def reweighted_gap(
 
 
 def classify_shift(
-    gap_significant: bool, prior: PriorEvidence, reweighting: Reweighting | None
+    gap_significant: bool, prior: PriorEvidence, reweighting: Reweighting | None, pad: ProxyADistance | None = None
 ) -> tuple[str, bool, list[str]]:
-    """The decision table of the module docstring.
+    """The decision table of the module docstring (`pad`: the proxy A-distance, for check 5).
 
     Returns:
         (shift_kind, label_shift_credible, the checks a credible prior change failed, in words).
@@ -172,6 +177,13 @@ def classify_shift(
     if gap_significant and not explained:
         share = "nothing" if reweighting is None else f"{max(reweighting.closed, 0.0):.0%} of it"
         failed.append(f"re-weighting the source to the estimated prior closes {share}")
+    bound = 2 * prior.prior_change_interval[1] + MAX_EXCESS_PAD
+    if gap_significant and pad is not None and pad.low > bound:
+        failed.append(
+            f"the domains separate far beyond what a label shift of that size allows (proxy A-distance "
+            f"{pad.low:.2f} > 2 x {prior.prior_change_interval[1]:.2f} + {MAX_EXCESS_PAD}), so p(x | y) moved and the "
+            f"prior estimate, which assumes it did not, cannot be trusted"
+        )
     credible = not failed
     if not gap_significant:
         return "none", credible, failed
@@ -208,6 +220,6 @@ def diagnose_shift(
     )
     reweighting = reweighted_gap(f_s, labels["train"], f_t, prior.weights, seed)
     significant = gap.p_value < ALPHA
-    kind, credible, failed = classify_shift(significant, prior, reweighting)
+    kind, credible, failed = classify_shift(significant, prior, reweighting, pad)
     verdict, evidence = verdict_words(kind, gap, pad, prior, reweighting, failed)
     return ShiftDiagnosis(significant, gap.p_value, kind, credible, verdict, gap.mmd, pad, prior, reweighting, evidence)
