@@ -33,8 +33,8 @@ def _domain(prior, n, rng, offset=0.0):
 def _pair(target_prior, offset=0.0, seed=0):
     rng = np.random.default_rng(seed)
     uniform = [1 / 3] * 3
-    (x_train, y_train), (x_val, y_val) = _domain(uniform, 900, rng), _domain(uniform, 300, rng)
-    x_target, _ = _domain(target_prior, 600, rng, offset)
+    (x_train, y_train), (x_val, y_val) = _domain(uniform, 600, rng), _domain(uniform, 240, rng)
+    x_target, _ = _domain(target_prior, 400, rng, offset)
     features = {"train": x_train, "validation": x_val, "target_train": x_target}
     return features, {"train": y_train, "validation": y_val}
 
@@ -187,3 +187,21 @@ def test_decision_table(evidence, closed, p_after, pad, expected):
     assert (kind, credible) == expected, failed
     assert bool(failed) == (not credible)
     assert classify_shift(False, evidence, reweighting, ProxyADistance(*pad))[0] == "none"
+
+
+@pytest.mark.slow
+def test_constructed_pairs_have_the_promised_shift():
+    from hftl.data import load_builtin
+
+    source, skewed, inverted = (load_builtin(n) for n in ("mnist_source_half", "mnist_label_shifted", "mnist_inverted"))
+    pixels = {name: {np.asarray(img).tobytes() for img in data["train"]["image"]} for name, data in
+              (("source", source), ("skewed", skewed), ("inverted", inverted))}  # fmt: skip
+    assert not pixels["source"] & pixels["skewed"]  # disjoint halves of MNIST
+    counts = {name: np.bincount(data["train"]["label"], minlength=10) for name, data in
+              (("source", source), ("skewed", skewed), ("inverted", inverted))}  # fmt: skip
+    prior = {name: c / c.sum() for name, c in counts.items()}
+    assert total_variation(prior["source"], prior["inverted"]) < 0.03  # the same classes in the same proportions
+    assert 0.33 < total_variation(prior["source"], prior["skewed"]) < 0.43  # class c kept at the share 0.7^c
+    assert (np.diff(counts["skewed"]) < 0).all()
+    # inverted: dark digits on a light background (MNIST's are light on dark)
+    assert np.asarray(inverted["train"][0]["image"]).mean() > 127 > np.asarray(source["train"][0]["image"]).mean()
