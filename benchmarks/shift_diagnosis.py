@@ -95,11 +95,13 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         pad, (low, high), e = r["pad"], r["interval"], r["errors"]
         closed = "n/a" if r["closed"] is None else f"{r['closed']:.0%}"
+        condition = "inf" if r["condition"] is None else f"{r['condition']:.1f}"
         lines.append(
             f"| {r['pair']} | {r['expected']} | **{r['verdict']}** | {r['p']:.3f} | "
             f"{pad['value']:.2f} [{pad['low']:.2f}, {pad['high']:.2f}] | {r['change']:.2f} [{low:.2f}, {high:.2f}] | "
             f"{r['true_change']:.2f} | {e['bbse']:.2f} / {e['em']:.2f} / {e['em_bcts']:.2f} | "
-            f"{r['disagreement']:.2f} | {r['condition']:.1f} | {closed} | {r['seconds']:.0f} |"
+            f"{r['disagreement']:.2f} | {condition} | {closed} | "
+            f"{r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 

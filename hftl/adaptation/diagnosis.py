@@ -76,7 +76,7 @@ class ShiftDiagnosis:
         gap_significant: the MMD permutation test rejects "one distribution" at level ALPHA.
         gap_p_value: its p-value.
         shift_kind: "none", "label", "covariate" or "both".
-        label_shift_credible: the estimated prior change passes the four checks of the module docstring.
+        label_shift_credible: the estimated prior change passes the five checks of the module docstring.
         verdict: one or two sentences in words.
         mmd: unbiased MK-MMD^2 of the tested samples.
         proxy_a_distance: the PAD and its bootstrap interval.
@@ -116,7 +116,10 @@ class ShiftDiagnosis:
                 "prior_change": round(prior.prior_change, 4),
                 "prior_change_interval": [round(x, 4) for x in prior.prior_change_interval],
                 "bbse_em_bcts_disagreement": round(prior.disagreement, 4),
-                "confusion_condition_number": round(prior.condition_number, 2),
+                # None: a class is missing from the held-out split, so the matrix is singular
+                "confusion_condition_number": round(prior.condition_number, 2)
+                if np.isfinite(prior.condition_number)
+                else None,
                 "bcts_temperature": round(prior.temperature, 4),
                 "source_prior": dict(zip(keys, np.round(prior.source_prior, 4).tolist(), strict=True)),
                 **{
