@@ -19,6 +19,8 @@ Pairs (built-in data, see `hftl datasets`):
 - image: mnist -> optdigits, EfficientNet-Lite0 fine-tuned at 32 x 32 pixels.
 - speech: spoken_language_id_synthetic (espeak-ng) -> spoken_language_id_real (Asterisk prompts), frozen
   Whisper-base features from a fixed encoder layer (--feature_layer).
+- label_shift / covariate_shift: constructed pairs with a known answer (hftl/data/shifted.py): half of MNIST ->
+  the other half resampled to a skewed prior / inverted, frozen EfficientNet-Lite0 features at 32 x 32 pixels.
 
     HF_HUB_OFFLINE=1 python benchmarks/domain_adaptation.py [--pairs text speech image] [--seeds 0 1 2]
 """
@@ -64,6 +66,18 @@ PAIRS = {
         "source": "mnist",
         "target": "optdigits",
         "flags": ["--strategy", "full", "--image_size", "32", "--num_train_epochs", "2"],
+    },
+    "label_shift": {
+        "recipe": "image_classification",
+        "source": "mnist_source_half",
+        "target": "mnist_label_shifted",
+        "flags": ["--strategy", "feature_extraction", "--image_size", "32", "--num_train_epochs", "10"],
+    },
+    "covariate_shift": {
+        "recipe": "image_classification",
+        "source": "mnist_source_half",
+        "target": "mnist_inverted",
+        "flags": ["--strategy", "feature_extraction", "--image_size", "32", "--num_train_epochs", "10"],
     },
 }
 

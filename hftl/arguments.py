@@ -335,11 +335,12 @@ class AdaptationArguments:
             "cached features when the head is a single layer; folded into the classifier when saved."
         },
     )
-    label_shift_estimator: Literal["bbse", "em"] = field(
+    label_shift_estimator: Literal["bbse", "em", "em_bcts"] = field(
         default="bbse",
         metadata={
-            "help": "How the target class prior is estimated without target labels: bbse (black-box shift "
-            "estimation, Lipton et al. 2018) or em (Saerens et al. 2002), from a linear probe on source features."
+            "help": "How the target class prior is estimated without target labels, from a linear probe on source "
+            "features: bbse (black-box shift estimation, Lipton et al. 2018), em (Saerens et al. 2002) or em_bcts "
+            "(EM on posteriors calibrated by bias-corrected temperature scaling, Alexandari et al. 2020)."
         },
     )
     domain_gap_report: bool = field(

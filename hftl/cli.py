@@ -7,6 +7,7 @@ hftl predict --model_name_or_path DIR --test_file F --output_file OUT    score a
 hftl export MODEL_DIR [--quantize int8]         ONNX export of a saved classifier, checked against PyTorch
 hftl rank --model_name_or_path A B --dataset_name X [recipe flags] --output_file rank.json
                                                 rank models and their layers on frozen features (LogME ...)
+hftl diagnose --dataset_name S --target_dataset_name T [recipe flags]   the shift diagnosis, without training
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 
 from hftl.data.builtin import BUILTIN_DATASETS
+from hftl.diagnose import add_diagnose_parser, run_diagnose
 from hftl.export import command as export_command
 from hftl.predict import add_predict_parser, run_predict
 from hftl.ranking.command import add_rank_parser, run_rank
@@ -45,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     add_predict_parser(commands)
     export_command.add_arguments(commands.add_parser("export", help="Export a saved classifier to ONNX for serving."))
     add_rank_parser(commands)
-    args, recipe_flags = parser.parse_known_args(argv)
-    if args.command == "rank":  # its other flags are the recipe's, checked by the recipe's parser
+    add_diagnose_parser(commands)
+    args, recipe_flags = parser.parse_known_args(argv)  # rank and diagnose: the recipe's parser checks the rest
+    if args.command == "rank":
         return run_rank(args, recipe_flags)
+    if args.command == "diagnose":  # every flag but --modality is a recipe flag
+        return run_diagnose(args.modality, recipe_flags)
     if recipe_flags:
         parser.error(f"unrecognized arguments: {' '.join(recipe_flags)}")
     if args.command == "datasets":

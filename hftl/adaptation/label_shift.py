@@ -4,7 +4,8 @@ Sources: Lipton, Wang & Smola, "Detecting and Correcting for Label Shift with Bl
 (arXiv:1802.03916), black-box shift estimation (BBSE); Saerens, Latinne & Decaestecker, "Adjusting the Outputs of
 a Classifier to New a Priori Probabilities", Neural Computation 2002 (EM re-weighting). The weights
 w_y = p_t(y) / p_s(y) weight source examples in the alignment and classification losses as in IWDAN (Tachet des
-Combes et al., NeurIPS 2020, arXiv:2003.04475).
+Combes et al., NeurIPS 2020, arXiv:2003.04475). EM-BCTS: EM on posteriors calibrated by bias-corrected temperature
+scaling (Alexandari, Kundaje & Shrikumar, ICML 2020, arXiv:1901.06852; `hftl.adaptation.bcts`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-ESTIMATORS = ("bbse", "em")
+ESTIMATORS = ("bbse", "em", "em_bcts")
 
 
 def _normalise(prior: np.ndarray) -> np.ndarray:
@@ -108,6 +109,69 @@ class PriorEstimate(NamedTuple):
     estimator: str
 
 
+class SourceProbe(NamedTuple):
+    """A linear probe trained on labelled source features: `log_probabilities(features (N, F)) -> (N, C)`, and the
+    source class prior `prior` (C,) it was trained under."""
+
+    scaler: object
+    model: object
+    num_classes: int
+    prior: np.ndarray
+
+    def log_probabilities(self, features: np.ndarray) -> np.ndarray:
+        out = np.full((len(features), self.num_classes), np.log(1e-12))  # a class absent from training: ~0
+        out[:, self.model.classes_] = np.log(
+            np.clip(self.model.predict_proba(self.scaler.transform(features)), 1e-12, None)
+        )
+        return out
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return np.exp(self.log_probabilities(features))
+
+
+def fit_probe(train_features: np.ndarray, train_labels: np.ndarray, num_classes: int, seed: int = 0) -> SourceProbe:
+    """A standardised logistic regression on source features (N, F) and labels (N,) (the black box of BBSE)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    train_labels = np.asarray(train_labels)
+    prior = np.bincount(train_labels, minlength=num_classes) / len(train_labels)
+    scaler = StandardScaler().fit(train_features)
+    model = LogisticRegression(max_iter=2000, random_state=seed).fit(scaler.transform(train_features), train_labels)
+    return SourceProbe(scaler, model, num_classes, prior)
+
+
+def em_bcts_prior(probe: SourceProbe, heldout_features, heldout_labels, target_features) -> np.ndarray:
+    """EM (Saerens et al. 2002) on posteriors calibrated by BCTS on held-out source data (Alexandari et al., ICML
+    2020, `hftl.adaptation.bcts`). Shapes as `estimate_target_prior`; returns the target prior (C,)."""
+    from hftl.adaptation.bcts import fit_calibration
+
+    calibration = fit_calibration(probe.log_probabilities(heldout_features), np.asarray(heldout_labels))
+    return em_prior(calibration.probabilities(probe.log_probabilities(target_features)), probe.prior)
+
+
+def prior_from_probe(probe: SourceProbe, heldout_features, heldout_labels, target_features, estimator: str):
+    """The target prior (C,) by `estimator` ("bbse", "em" or "em_bcts") from a fitted probe; shapes as
+    `estimate_target_prior`. Returns (prior, the estimator used: BBSE falls back to EM when a class is absent from
+    `heldout_labels`)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    missing = sorted(set(range(probe.num_classes)) - set(np.asarray(heldout_labels).tolist()))
+    if estimator == "bbse" and missing:
+        logger.warning(
+            "BBSE needs every class in the held-out source data (validation split); class id(s) %s are absent, so "
+            "the confusion matrix is singular. Estimating the target prior by EM instead.",
+            missing,
+        )
+        estimator = "em"
+    if estimator == "em":
+        return em_prior(probe.probabilities(target_features), probe.prior), "em"
+    if estimator == "em_bcts":
+        return em_bcts_prior(probe, heldout_features, heldout_labels, target_features), "em_bcts"
+    heldout, target = probe.probabilities(heldout_features), probe.probabilities(target_features)
+    return bbse_prior(heldout, np.asarray(heldout_labels), target), "bbse"
+
+
 def estimate_target_prior(
     train_features: np.ndarray,
     train_labels: np.ndarray,
@@ -118,14 +182,16 @@ def estimate_target_prior(
     estimator: str = "bbse",
     seed: int = 0,
 ) -> PriorEstimate:
-    """Estimate the target prior from features: a logistic regression trained on the source, then BBSE or EM.
+    """Estimate the target prior from features: a logistic regression trained on the source, then BBSE, EM or
+    EM-BCTS (EM on posteriors calibrated on the held-out split, `em_bcts_prior`).
 
     Args:
         train_features: (N, F) labelled source features the probe is trained on; train_labels (N,).
-        heldout_features: (M, F) held-out labelled source features (BBSE's confusion matrix); heldout_labels (M,).
+        heldout_features: (M, F) held-out labelled source features (BBSE's confusion matrix, BCTS's calibration);
+            heldout_labels (M,).
         target_features: (K, F) unlabelled target features.
         num_classes: C.
-        estimator: "bbse" or "em".
+        estimator: "bbse", "em" or "em_bcts".
 
     Returns:
         `PriorEstimate`: source prior from train_labels (C,), estimated target prior (C,), and the estimator used
@@ -134,30 +200,8 @@ def estimate_target_prior(
     Raises:
         ValueError: an unknown estimator.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    source_prior = np.bincount(np.asarray(train_labels), minlength=num_classes) / len(train_labels)
-    scaler = StandardScaler().fit(train_features)
-    probe = LogisticRegression(max_iter=2000, random_state=seed).fit(scaler.transform(train_features), train_labels)
-
-    def probabilities(features: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(features), num_classes))
-        out[:, probe.classes_] = probe.predict_proba(scaler.transform(features))
-        return out
-
-    target_probabilities = probabilities(target_features)
-    missing = sorted(set(range(num_classes)) - set(np.asarray(heldout_labels).tolist()))
-    if estimator == "bbse" and missing:
-        logger.warning(
-            "BBSE needs every class in the held-out source data (validation split); class id(s) %s are absent, so "
-            "the confusion matrix is singular. Estimating the target prior by EM instead.",
-            missing,
-        )
-        estimator = "em"
-    if estimator == "em":
-        return PriorEstimate(source_prior, em_prior(target_probabilities, source_prior), "em")
-    heldout = probabilities(heldout_features)
-    return PriorEstimate(source_prior, bbse_prior(heldout, np.asarray(heldout_labels), target_probabilities), "bbse")
+    probe = fit_probe(train_features, train_labels, num_classes, seed)
+    prior, used = prior_from_probe(probe, heldout_features, heldout_labels, target_features, estimator)
+    return PriorEstimate(probe.prior, prior, used)

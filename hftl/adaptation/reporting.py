@@ -1,5 +1,5 @@
-"""Step 10 of an adapting run: `label_shift.json` and, with `--domain_gap_report`, the domain-gap report on the
-features of the same layer (the feature layer's input) before training and after."""
+"""Step 10 of an adapting run: `label_shift.json`, `shift_diagnosis.json` and, with `--domain_gap_report`, the
+domain-gap report on the features of the same layer (the feature layer's input) before training and after."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def write_gap_report(trained, run) -> dict:
         "feature_layer": layer_name,
         "label_shift": shift.label_shift.as_dict(data.labels.names),
     }
+    if shift.diagnosis is not None:
+        report["diagnosis"] = shift.diagnosis.as_dict(data.labels.names)
     panels = {}
     after = _after(trained, config)  # every process extracts its share; the main process measures and writes
     if not trained.trainer.is_world_process_zero():
@@ -68,15 +70,28 @@ def write_gap_report(trained, run) -> dict:
     return report
 
 
+def write_diagnosis(diagnosis, names: list[str], output_dir: str) -> str:
+    """Write `shift_diagnosis.json` (`ShiftDiagnosis.as_dict`) in `output_dir`; returns its path."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "shift_diagnosis.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(diagnosis.as_dict(names), handle, indent=2)
+    return path
+
+
 def domain_reports(trained, run) -> dict[str, float]:
     """`label_shift.json` and (with --domain_gap_report) the gap report; returns their scalar metrics."""
     shift, data, config = run.shift, run.data, run.config
     if shift is None:
         return {}
     metrics = {"label_shift_total_variation": round(shift.label_shift.total_variation, 4)}
+    if shift.diagnosis is not None:
+        metrics["shift_gap_p_value"] = round(shift.diagnosis.gap_p_value, 4)
     if trained.trainer.is_world_process_zero():
         with open(os.path.join(config.training.output_dir, "label_shift.json"), "w", encoding="utf-8") as handle:
             json.dump(shift.label_shift.as_dict(data.labels.names), handle, indent=2)
+        if shift.diagnosis is not None:
+            write_diagnosis(shift.diagnosis, data.labels.names, config.training.output_dir)
     if config.adaptation.domain_gap_report:
         report = write_gap_report(trained, run)
         for when in ("before", "after"):

@@ -2,7 +2,8 @@
 
 The pretrained model's features (the input of its feature layer, `hftl.features`) of the source train and
 validation splits and of the unlabelled target data; from them, the target class prior estimated without target
-labels (BBSE or EM, `label_shift.py`). The domain-gap report's "before" figures and the importance weights read them.
+labels (BBSE, EM or EM-BCTS, `label_shift.py`), and the shift diagnosis (`diagnosis.py`: is the gap beyond chance,
+is it a label or a covariate shift). The domain-gap report's "before" figures and the importance weights read them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hftl.adaptation.label_shift import estimate_target_prior, importance_weights, total_variation
+from hftl.adaptation.diagnosis import ShiftDiagnosis, diagnose_shift
+from hftl.adaptation.label_shift import SourceProbe, fit_probe, importance_weights, prior_from_probe, total_variation
 from hftl.feature_cache import extract_or_load
 from hftl.features import feature_layer
 
 logger = logging.getLogger("hftl")
-
-LABEL_SHIFT_WARNING = 0.1  # total variation between the source and the estimated target prior
 
 
 @dataclass(frozen=True)
@@ -51,22 +51,22 @@ class DomainShift:
     """Attributes:
     features: "train", "validation", "target_train" -> (N, F) pretrained features.
     label_shift: the estimated target prior.
+    diagnosis: the shift diagnosis (gap beyond chance? label, covariate or both?).
     """
 
     features: dict[str, np.ndarray]
     label_shift: LabelShift
+    diagnosis: ShiftDiagnosis | None = None
 
 
-def _estimate(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], num_classes: int, config) -> LabelShift:
-    source_prior, target_prior, estimator = estimate_target_prior(
-        features["train"],
-        labels["train"],
+def _estimate(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], probe: SourceProbe, config) -> LabelShift:
+    source_prior = probe.prior
+    target_prior, estimator = prior_from_probe(
+        probe,
         features["validation"],
         labels["validation"],
         features["target_train"],
-        num_classes,
         config.adaptation.label_shift_estimator,
-        config.training.seed,
     )
     shift = LabelShift(
         estimator,
@@ -85,26 +85,47 @@ def _estimate(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], nu
     return shift
 
 
-def _warn_if_label_shift(shift: LabelShift, config) -> None:
-    method = config.adaptation.adaptation
-    if method != "none" and not config.adaptation.importance_weighting and shift.total_variation > LABEL_SHIFT_WARNING:
+def _warn_if_label_shift(shift: LabelShift, diagnosis: ShiftDiagnosis, config) -> None:
+    """Recommend --importance_weighting only for a credible label shift; warn against it under a covariate shift."""
+    adaptation = config.adaptation
+    if adaptation.importance_weighting and diagnosis.shift_kind == "covariate":
         logger.warning(
-            "The estimated target class prior differs from the source prior (total variation %.2f > %.2f). Plain "
-            "--adaptation %s aligns the marginal feature distributions, which under label shift is known to hurt "
-            "the target accuracy; --importance_weighting re-weights source classes to the estimated target prior. "
-            "The estimate assumes p(x | y) is the same in both domains: under a strong covariate shift it can be "
-            "wrong, and the re-weighting then hurts (see label_shift.json and the README).",
+            "--importance_weighting re-weights source classes by an estimated target prior (total variation %.2f "
+            "from the source prior), but the shift diagnosis finds a covariate shift, not a credible label shift: "
+            "the estimate assumes p(x | y) is the same in both domains, and re-weighting by a wrong prior is known "
+            "to hurt. Consider --adaptation %s without --importance_weighting (see shift_diagnosis.json).",
             shift.total_variation,
-            LABEL_SHIFT_WARNING,
-            method,
+            adaptation.adaptation if adaptation.adaptation != "none" else "mmd",
+        )
+    elif adaptation.adaptation != "none" and not adaptation.importance_weighting and diagnosis.label_shift_credible:
+        logger.warning(
+            "The target class prior differs credibly from the source prior (total variation %.2f; the shift "
+            "diagnosis says: %s). Plain --adaptation %s aligns the marginal feature distributions, which under label "
+            "shift is known to hurt the target accuracy; --importance_weighting re-weights source classes to the "
+            "estimated target prior (see shift_diagnosis.json and the README).",
+            diagnosis.prior.prior_change,
+            diagnosis.shift_kind,
+            adaptation.adaptation,
         )
 
 
+def _diagnose(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], probe: SourceProbe, config):
+    diagnosis = diagnose_shift(features, labels, probe.num_classes, config.training.seed, probe)
+    logger.info("Shift diagnosis: %s Evidence: %s.", diagnosis.verdict, "; ".join(diagnosis.evidence))
+    return diagnosis
+
+
 def measure_shift(model, processor, inputs, data, config) -> DomainShift | None:
-    """Pretrained features and the label-shift estimate, when the run adapts or reports the domain gap (else None)."""
+    """Pretrained features, the label-shift estimate and the shift diagnosis, when the run adapts or reports the
+    domain gap (else None)."""
     adaptation = config.adaptation
     if data.target is None or not (adaptation.adapts or adaptation.domain_gap_report):
         return None
+    return shift_of(model, processor, inputs, data, config)
+
+
+def shift_of(model, processor, inputs, data, config) -> DomainShift:
+    """`measure_shift` for data with a target, whatever the flags (`hftl diagnose` calls it directly)."""
     _, layer = feature_layer(model, len(data.labels.names))
     datasets = {
         "train": (inputs.source.plain["train"], inputs.source.lengths("train")),
@@ -116,6 +137,8 @@ def measure_shift(model, processor, inputs, data, config) -> DomainShift | None:
         for split, (dataset, lengths) in datasets.items()
     }
     labels = {split: np.asarray(data.source.splits[split]["labels"]) for split in ("train", "validation")}
-    shift = _estimate(features, labels, len(data.labels.names), config)
-    _warn_if_label_shift(shift, config)
-    return DomainShift(features, shift)
+    probe = fit_probe(features["train"], labels["train"], len(data.labels.names), config.training.seed)
+    shift = _estimate(features, labels, probe, config)
+    diagnosis = _diagnose(features, labels, probe, config)
+    _warn_if_label_shift(shift, diagnosis, config)
+    return DomainShift(features, shift, diagnosis)

