@@ -44,6 +44,14 @@ class DomainDiscriminator(nn.Sequential):
         return super().forward(features).squeeze(-1)
 
 
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The mean of `values` (N,), weighted by `weights` (N,) if given; 0, not NaN, when every weight is 0."""
+    if weights is None:
+        return values.mean()
+    weights = weights.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
 class DomainAdversarialLoss(nn.Module):
     """L_domain of DANN: binary cross-entropy of the discriminator on reversed-gradient features.
 
@@ -75,18 +83,15 @@ class DomainAdversarialLoss(nn.Module):
         f_t: torch.Tensor,
         coefficient: float = 1.0,
         w_s: torch.Tensor | None = None,
+        w_t: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """`w_t` (N_t,): optional target weights (CDAN's entropy conditioning), the target term their weighted mean."""
         features = self.grl(torch.cat([f_s, f_t]), coefficient)
         logits = self.discriminator(features).float()
         logits_s, logits_t = logits[: len(f_s)], logits[len(f_s) :]
         loss_s = F.binary_cross_entropy_with_logits(logits_s, torch.ones_like(logits_s), reduction="none")
-        if w_s is not None:
-            w_s = w_s.to(loss_s.dtype)
-            loss_s = (loss_s * w_s).sum() / w_s.sum().clamp_min(1e-6)  # 0, not NaN, if every weight is 0
-        else:
-            loss_s = loss_s.mean()
-        loss_t = F.binary_cross_entropy_with_logits(logits_t, torch.zeros_like(logits_t))
-        return 0.5 * (loss_s + loss_t)
+        loss_t = F.binary_cross_entropy_with_logits(logits_t, torch.zeros_like(logits_t), reduction="none")
+        return 0.5 * (_weighted_mean(loss_s, w_s) + _weighted_mean(loss_t, w_t))
 
     @torch.no_grad()
     def domain_accuracy(self, f_s: torch.Tensor, f_t: torch.Tensor) -> float:
