@@ -211,6 +211,7 @@ def test_the_benchmark_lists_the_new_methods():
             "Minimum Class Confusion",
         ),
         ("self_training", ["--pseudo_label_threshold", "0.5"], "pseudo_label_share", "Self-training"),
+        ("cdan", ["--strategy", "feature_extraction"], "align_loss", "Conditional domain-adversarial"),
     ],
 )
 def test_method_through_the_text_recipe(tiny_bert_dir, text_files, target_files, tmp_path, method, flags, logged, card):

@@ -58,13 +58,15 @@ class DomainAdversarialLoss(nn.Module):
     `loss = 0.5 * (BCE(D(R(f_s)), 1) + BCE(D(R(f_t)), 0))`, with R the gradient reversal layer at coefficient
     lambda. Minimising it trains the discriminator to tell the domains apart while the reversed gradient trains the
     feature extractor to make them indistinguishable. Source terms may carry weights `w_s` (e.g. class importance
-    weights p_t(y) / p_s(y), IWDAN); the source term is then their weighted mean.
+    weights p_t(y) / p_s(y), IWDAN); the source term is then their weighted mean. Target terms may carry weights `w_t`
+    likewise (CDAN's entropy conditioning).
 
     Args:
         discriminator: maps (N, F) features to (N,) logits.
 
     Shape:
-        f_s: (N_s, F), f_t: (N_t, F) (N_s and N_t may differ), w_s: (N_s,) or None. Returns a scalar.
+        f_s: (N_s, F), f_t: (N_t, F) (N_s and N_t may differ), w_s: (N_s,) or None, w_t: (N_t,) or None. Returns a
+        scalar.
 
     Example:
         >>> loss = DomainAdversarialLoss(DomainDiscriminator(8, hidden_size=16))
@@ -85,7 +87,6 @@ class DomainAdversarialLoss(nn.Module):
         w_s: torch.Tensor | None = None,
         w_t: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`w_t` (N_t,): optional target weights (CDAN's entropy conditioning), the target term their weighted mean."""
         features = self.grl(torch.cat([f_s, f_t]), coefficient)
         logits = self.discriminator(features).float()
         logits_s, logits_t = logits[: len(f_s)], logits[len(f_s) :]
