@@ -44,19 +44,29 @@ class DomainDiscriminator(nn.Sequential):
         return super().forward(features).squeeze(-1)
 
 
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The mean of `values` (N,), weighted by `weights` (N,) if given; 0, not NaN, when every weight is 0."""
+    if weights is None:
+        return values.mean()
+    weights = weights.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
 class DomainAdversarialLoss(nn.Module):
     """L_domain of DANN: binary cross-entropy of the discriminator on reversed-gradient features.
 
     `loss = 0.5 * (BCE(D(R(f_s)), 1) + BCE(D(R(f_t)), 0))`, with R the gradient reversal layer at coefficient
     lambda. Minimising it trains the discriminator to tell the domains apart while the reversed gradient trains the
     feature extractor to make them indistinguishable. Source terms may carry weights `w_s` (e.g. class importance
-    weights p_t(y) / p_s(y), IWDAN); the source term is then their weighted mean.
+    weights p_t(y) / p_s(y), IWDAN); the source term is then their weighted mean. Target terms may carry weights `w_t`
+    likewise (CDAN's entropy conditioning).
 
     Args:
         discriminator: maps (N, F) features to (N,) logits.
 
     Shape:
-        f_s: (N_s, F), f_t: (N_t, F) (N_s and N_t may differ), w_s: (N_s,) or None. Returns a scalar.
+        f_s: (N_s, F), f_t: (N_t, F) (N_s and N_t may differ), w_s: (N_s,) or None, w_t: (N_t,) or None. Returns a
+        scalar.
 
     Example:
         >>> loss = DomainAdversarialLoss(DomainDiscriminator(8, hidden_size=16))
@@ -75,18 +85,14 @@ class DomainAdversarialLoss(nn.Module):
         f_t: torch.Tensor,
         coefficient: float = 1.0,
         w_s: torch.Tensor | None = None,
+        w_t: torch.Tensor | None = None,
     ) -> torch.Tensor:
         features = self.grl(torch.cat([f_s, f_t]), coefficient)
         logits = self.discriminator(features).float()
         logits_s, logits_t = logits[: len(f_s)], logits[len(f_s) :]
         loss_s = F.binary_cross_entropy_with_logits(logits_s, torch.ones_like(logits_s), reduction="none")
-        if w_s is not None:
-            w_s = w_s.to(loss_s.dtype)
-            loss_s = (loss_s * w_s).sum() / w_s.sum().clamp_min(1e-6)  # 0, not NaN, if every weight is 0
-        else:
-            loss_s = loss_s.mean()
-        loss_t = F.binary_cross_entropy_with_logits(logits_t, torch.zeros_like(logits_t))
-        return 0.5 * (loss_s + loss_t)
+        loss_t = F.binary_cross_entropy_with_logits(logits_t, torch.zeros_like(logits_t), reduction="none")
+        return 0.5 * (_weighted_mean(loss_s, w_s) + _weighted_mean(loss_t, w_t))
 
     @torch.no_grad()
     def domain_accuracy(self, f_s: torch.Tensor, f_t: torch.Tensor) -> float:

@@ -18,3 +18,6 @@ __all__ = ["AlignmentLoss", "DomainOutputs", "get_method", "method_names", "regi
 from hftl.adaptation.methods import dann
 from hftl.adaptation.methods import mmd
 from hftl.adaptation.methods import coral
+from hftl.adaptation.methods import cdan
+from hftl.adaptation.methods import mcc
+from hftl.adaptation.methods import self_training
