@@ -35,6 +35,7 @@ from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
 from hftl.multi_label.arguments import ProblemArguments
 from hftl.search import HPSearchArguments
+from hftl.sentence_pooling import SentencePoolingArguments, check_sentence_pooling
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
 from hftl.tracking import joined_trackers, name_run, split_trackers
@@ -61,6 +62,7 @@ class RunConfig:
         search: the hyper-parameter search flags (`hftl.search`).
         control: early stopping and class imbalance (`hftl.training_flags`).
         export: `--export_onnx` and `--export_quantize` (`hftl.export`).
+        pooling: `--sentence_pooling` (`hftl.sentence_pooling`).
     """
 
     model: ModelArguments
@@ -78,6 +80,7 @@ class RunConfig:
     control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
     problem: ProblemArguments = field(default_factory=ProblemArguments)
     export: ExportArguments = field(default_factory=ExportArguments)
+    pooling: SentencePoolingArguments = field(default_factory=SentencePoolingArguments)
 
     @property
     def method(self):
@@ -98,6 +101,7 @@ class RunConfig:
             self.control,
             self.problem,
             self.export,
+            self.pooling,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -115,6 +119,7 @@ RESUME_KEYS = (
     "strategy",
     "freeze_feature_encoder",
     "crop_whisper_input",
+    "sentence_pooling",
     "feature_layer",
     "adaptation",
     "importance_weighting",
@@ -124,7 +129,8 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, problem type, each method's flags, then `TrainingArguments`."""
+    calibration, search, training control, problem type, export, sentence pooling, each method's flags, then
+    `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -138,6 +144,7 @@ def argument_types(modality) -> tuple[type, ...]:
         TrainingControlArguments,
         ProblemArguments,
         ExportArguments,
+        SentencePoolingArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -293,8 +300,9 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *groups, training = parsed
-    calibration, search, control, problem, export, *method_args = groups
+    calibration, search, control, problem, export, pooling, *method_args = groups
     check_model_sources(model)
+    check_sentence_pooling(pooling, modality)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
@@ -330,6 +338,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         control=control,
         problem=problem,
         export=export,
+        pooling=pooling,
     )
 
 
