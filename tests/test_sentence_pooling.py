@@ -2,6 +2,7 @@
 serves the run's predictions through `pipeline(...)`, and `pooler` keeps the architecture's head."""
 
 import csv
+import inspect
 import json
 import shutil
 
@@ -99,7 +100,7 @@ def test_declared_pooling_reads_the_sentence_transformers_layout(tiny_bert_dir, 
 def test_features_are_the_masked_mean_and_pipeline_serves_the_run(st_bert_dir, text_files, target_files, tmp_path):
     """A frozen run with MMD (bottleneck folded into the classifier): the saved model is the pooled classifier,
     its features are the masked mean of the pretrained model's last token states, and `pipeline(...)` gives the
-    probabilities of the run's test_predictions.csv."""
+    probabilities of the run's prediction files, with hftl imported or, trusting the saved code, without."""
     output_dir = tmp_path / "mean"
     _run(st_bert_dir, {**text_files, **target_files}, output_dir, "--adaptation", "mmd")
     config = json.loads((output_dir / "config.json").read_text())
@@ -130,19 +131,14 @@ def test_features_are_the_masked_mean_and_pipeline_serves_the_run(st_bert_dir, t
             for entry in scores:
                 assert entry["score"] == pytest.approx(float(row[f"prob_{entry['label']}"]), abs=1e-5)
 
-
-def test_pipeline_without_hftl_needs_trust_remote_code(st_bert_dir, text_files, tmp_path):
-    output_dir = tmp_path / "mean"
-    _run(st_bert_dir, text_files, output_dir, "--num_train_epochs", "1", "--do_eval", "false")
-    first = _rows(text_files["test_file"])[0]["text"]
-    probability = float(_rows(output_dir / "test_predictions.csv")[0]["score"])
+    # a process without hftl loads the saved code (auto_map) when trusted
     code = (
         "import sys; from transformers import pipeline; "
         f"c = pipeline('text-classification', model={str(output_dir)!r}, trust_remote_code=True); "
-        f"assert 'hftl' not in sys.modules; print(c({first!r}, truncation=True)[0]['score'])"
+        f"assert 'hftl' not in sys.modules; print(c({texts[-1]!r}, truncation=True)[0]['score'])"
     )
-    done = run_python(["-c", code])
-    assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(probability, abs=1e-5)
+    served = float(run_python(["-c", code]).stdout.strip().splitlines()[-1])
+    assert served == pytest.approx(float(_rows(output_dir / "test_predictions.csv")[-1]["score"]), abs=1e-5)
 
 
 def test_pooler_keeps_the_architecture_head(st_bert_dir, text_files, tmp_path):
@@ -168,6 +164,12 @@ def test_explicit_mean_on_a_plain_folder_full_fine_tuning(tiny_bert_dir, text_fi
     model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
     assert model.config.sentence_pooling == "mean"
     assert metrics["trainable_parameters"] == sum(p.numel() for p in model.parameters())
+    # segment ids reach the backbone (text pairs): the Trainer keeps the inputs the forward signature names
+    assert "token_type_ids" in inspect.signature(model.forward).parameters
+    batch = AutoTokenizer.from_pretrained(output_dir)(["good great film"], return_tensors="pt")
+    with torch.no_grad():
+        other = model(**{**batch, "token_type_ids": torch.ones_like(batch["token_type_ids"])}).logits
+        assert not torch.allclose(model(**batch).logits, other)
     with pytest.raises(InputError, match="--sentence_pooling pooler"):
         _run(str(output_dir), text_files, tmp_path / "again", "--sentence_pooling", "pooler")
 

@@ -96,8 +96,20 @@ class SentencePoolingForSequenceClassification(PreTrainedModel):
         pooled = pool_tokens(hidden, attention_mask, self.config.sentence_pooling)
         return F.normalize(pooled, dim=-1) if self.config.sentence_normalize else pooled
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        # named inputs, not **kwargs alone: the Trainer keeps the dataset columns the signature names (text pairs'
+        # token_type_ids), and the ONNX export feeds the inputs it names; those a backbone lacks stay None
         kwargs.pop("return_dict", None)
+        kwargs.update(token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         logits = self.classifier(self.dropout(self.sentence_embedding(input_ids, attention_mask, **kwargs)))
         loss = None
         if labels is not None:
