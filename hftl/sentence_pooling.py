@@ -10,7 +10,7 @@ are then the pooled sentence embedding.
 
 Modes: `mean` / `cls` / `max` pool the last token states (over non-padding tokens); `pooler` keeps the architecture's
 own head; `auto` (default) uses the pooling a sentence-transformers folder declares (`modules.json`,
-`1_Pooling/config.json`, and `Normalize`), and the architecture's own head otherwise, or when the checkpoint already
+`1_Pooling/config.json`), and the architecture's own head otherwise, or when the checkpoint already
 has a trained classifier (a fine-tuned classifier keeps the head it was trained with).
 """
 
@@ -81,32 +81,33 @@ def _read_json(path: str, name: str, model_args) -> object | None:
         return json.load(handle)
 
 
-def declared_pooling(path: str, model_args) -> tuple[str | None, bool, str]:
-    """The pooling a sentence-transformers folder declares: (mode or None, L2-normalised, description).
+def declared_pooling(path: str, model_args) -> tuple[str | None, str]:
+    """The pooling a sentence-transformers folder declares: (mode or None, description).
 
-    Reads `modules.json` (the `Pooling` module's folder, and whether a `Normalize` module follows) and that folder's
-    `config.json` (`pooling_mode_*` keys). The mode is None when the folder is not a sentence-transformers one, or
-    declares a pooling hftl does not offer (several modes concatenated, `mean_sqrt_len`, `weightedmean`,
-    `lasttoken`): the description then says which.
+    Reads `modules.json` (the `Pooling` module's folder) and that folder's `config.json` (`pooling_mode_*` keys). A
+    `Normalize` module after it (unit length, for cosine similarity) is not applied: a linear classifier reads the
+    pooled vector itself, at the scale hftl's learning rates suit. The mode is None when the folder is not a
+    sentence-transformers one, or declares a pooling hftl does not offer (several modes concatenated, `mean_sqrt_len`,
+    `weightedmean`, `lasttoken`): the description then says which.
     """
     modules = _read_json(path, "modules.json", model_args)
     if not isinstance(modules, list):
-        return None, False, "no sentence-transformers modules.json"
+        return None, "no sentence-transformers modules.json"
     types = {str(m.get("type", "")).rsplit(".", 1)[-1]: m for m in modules if isinstance(m, dict)}
     if "Pooling" not in types:
-        return None, False, "no Pooling module in modules.json"
+        return None, "no Pooling module in modules.json"
     folder = types["Pooling"].get("path") or "1_Pooling"
     pooling = _read_json(path, f"{folder}/config.json", model_args)
     if not isinstance(pooling, dict):
-        return None, False, f"no {folder}/config.json"
+        return None, f"no {folder}/config.json"
     on = sorted(key for key, value in pooling.items() if key.startswith("pooling_mode") and value is True)
     if len(on) != 1 or on[0] not in _ST_MODES:
-        return None, False, f"{folder}/config.json pools with {on or 'no mode'}, which hftl does not offer"
-    return _ST_MODES[on[0]], "Normalize" in types, f"{folder}/config.json ({on[0]})"
+        return None, f"{folder}/config.json pools with {on or 'no mode'}, which hftl does not offer"
+    return _ST_MODES[on[0]], f"{folder}/config.json ({on[0]})"
 
 
 def resolve_pooling(args: SentencePoolingArguments, path: str, model, new_parameters: list[str], model_args):
-    """(mode, normalize) the model gets, or None to keep its architecture's head (see the module docstring).
+    """The pooling mode the model gets, or None to keep its architecture's head (see the module docstring).
 
     Raises:
         InputError: `pooler` asked of a model hftl saved with pooling (it has no pooler any more).
@@ -121,12 +122,12 @@ def resolve_pooling(args: SentencePoolingArguments, path: str, model, new_parame
                 f"--sentence_pooling pooler: {path} is a pooled model (hftl_sentence_pooling, "
                 f"{model.config.sentence_pooling}), it has no pooler; drop the flag or choose mean, cls or max."
             )
-        return None if choice == "auto" else (choice, model.config.sentence_normalize)
+        return None if choice == "auto" else choice
     if choice == "pooler":
         return None
-    mode, normalize, where = declared_pooling(path, model_args)
     if choice != "auto":
-        return choice, normalize and mode == choice  # the folder's Normalize belongs to its own pooling
+        return choice
+    mode, where = declared_pooling(path, model_args)
     prefix = backbone_name(model) + "."
     if not any(not name.startswith(prefix) for name in new_parameters):  # no new head parameter: a trained head
         logger.info("--sentence_pooling auto: %s has a trained classifier; it keeps its own head.", path)
@@ -134,8 +135,8 @@ def resolve_pooling(args: SentencePoolingArguments, path: str, model, new_parame
     if mode is None:
         logger.info("--sentence_pooling auto: %s: %s; the architecture's own head reads the tokens.", path, where)
         return None
-    logger.info("--sentence_pooling auto: %s pools with %s%s.", path, where, ", L2-normalised" if normalize else "")
-    return mode, normalize
+    logger.info("--sentence_pooling auto: %s pools with %s.", path, where)
+    return mode
 
 
 def apply_sentence_pooling(modality, config, path: str, model, new_parameters: list[str]):
@@ -150,20 +151,16 @@ def apply_sentence_pooling(modality, config, path: str, model, new_parameters: l
 
     if modality.name != "text":
         return model, new_parameters
-    resolved = resolve_pooling(config.pooling, path, model, new_parameters, config.model)
-    if resolved is None:
+    mode = resolve_pooling(config.pooling, path, model, new_parameters, config.model)
+    if mode is None:
         return model, new_parameters
-    mode, normalize = resolved
     if isinstance(model, SentencePoolingForSequenceClassification):
-        model.config.sentence_pooling, model.config.sentence_normalize = mode, normalize
+        model.config.sentence_pooling = mode
         return model, new_parameters
     prefix = backbone_name(model)
-    pooled = SentencePoolingForSequenceClassification.from_backbone(getattr(model, prefix), mode, normalize)
+    pooled = SentencePoolingForSequenceClassification.from_backbone(getattr(model, prefix), mode)
     logger.info(
-        "Sentence pooling '%s'%s: the classifier reads the pooled token states (%s).",
-        mode,
-        " + L2 normalisation" if normalize else "",
-        type(pooled).__name__,
+        "Sentence pooling '%s': the classifier reads the pooled token states (%s).", mode, type(pooled).__name__
     )
     names = {name for name, _ in pooled.named_parameters()}
     renamed = [

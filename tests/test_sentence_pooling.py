@@ -33,15 +33,14 @@ FAST = (
 ).split()
 
 
-def _sentence_transformers_folder(source: str, target, mode: str = "pooling_mode_mean_tokens", normalize=False):
+def _sentence_transformers_folder(source: str, target, mode: str = "pooling_mode_mean_tokens"):
     """A copy of model folder `source` laid out as a sentence-transformers model (modules.json, 1_Pooling)."""
     shutil.copytree(source, target)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
-    if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
     (target / "modules.json").write_text(json.dumps(modules))
     (target / "1_Pooling").mkdir()
     flags = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens")
@@ -88,12 +87,12 @@ def test_declared_pooling_reads_the_sentence_transformers_layout(tiny_bert_dir, 
 
     args = ModelArguments()
     assert declared_pooling(tiny_bert_dir, args)[0] is None  # a plain model folder
-    mean = _sentence_transformers_folder(tiny_bert_dir, tmp_path / "mean", normalize=True)
-    assert declared_pooling(mean, args)[:2] == ("mean", True)
+    mean = _sentence_transformers_folder(tiny_bert_dir, tmp_path / "mean")
+    assert declared_pooling(mean, args)[0] == "mean"
     cls = _sentence_transformers_folder(tiny_bert_dir, tmp_path / "cls", "pooling_mode_cls_token")
-    assert declared_pooling(cls, args)[:2] == ("cls", False)
+    assert declared_pooling(cls, args)[0] == "cls"
     odd = _sentence_transformers_folder(tiny_bert_dir, tmp_path / "odd", "pooling_mode_mean_sqrt_len_tokens")
-    mode, _, why = declared_pooling(odd, args)
+    mode, why = declared_pooling(odd, args)
     assert mode is None and "does not offer" in why
 
 

@@ -78,10 +78,10 @@ class SentencePoolingForSequenceClassification(PreTrainedModel):
         return backbone
 
     @classmethod
-    def from_backbone(cls, backbone: PreTrainedModel, pooling: str, normalize: bool = False):
+    def from_backbone(cls, backbone: PreTrainedModel, pooling: str):
         """This model around the modules of `backbone` (shared, not copied), with a new classifier for the labels
         of `backbone.config`."""
-        config = SentencePoolingConfig.from_backbone_config(backbone.config, pooling, normalize)
+        config = SentencePoolingConfig.from_backbone_config(backbone.config, pooling)
         with torch.device("meta"):
             model = cls(config)
         model.backbone = cls._without_pooler(backbone)
@@ -90,11 +90,10 @@ class SentencePoolingForSequenceClassification(PreTrainedModel):
         return model
 
     def sentence_embedding(self, input_ids=None, attention_mask=None, **kwargs) -> torch.Tensor:
-        """The pooled (and, if configured, L2-normalised) sentence embedding, (B, hidden_size)."""
+        """The pooled sentence embedding, (B, hidden_size)."""
         inputs = {key: value for key, value in kwargs.items() if value is not None}
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
-        pooled = pool_tokens(hidden, attention_mask, self.config.sentence_pooling)
-        return F.normalize(pooled, dim=-1) if self.config.sentence_normalize else pooled
+        return pool_tokens(hidden, attention_mask, self.config.sentence_pooling)
 
     def forward(
         self,
