@@ -25,7 +25,7 @@ from hftl.modalities import TextModality
 from hftl.models import SentencePoolingForSequenceClassification
 from hftl.models.sentence_pooling import pool_tokens
 from hftl.pipeline import run_classification
-from hftl.sentence_pooling import declared_pooling
+from hftl.sentence_pooling import SentencePoolingArguments, declared_pooling, resolve_pooling
 
 FAST = (
     "--num_train_epochs 2 --per_device_train_batch_size 8 --learning_rate 5e-3 --logging_steps 1 "
@@ -94,6 +94,18 @@ def test_declared_pooling_reads_the_sentence_transformers_layout(tiny_bert_dir, 
     odd = _sentence_transformers_folder(tiny_bert_dir, tmp_path / "odd", "pooling_mode_mean_sqrt_len_tokens")
     mode, why = declared_pooling(odd, args)
     assert mode is None and "does not offer" in why
+
+
+def test_auto_keeps_a_trained_classifier(st_bert_dir):
+    """`auto` pools a sentence-transformers folder whose classifier is new, and leaves a trained one alone."""
+    from hftl.arguments import ModelArguments
+
+    model = AutoModelForSequenceClassification.from_pretrained(st_bert_dir, num_labels=2)
+    auto, model_args = SentencePoolingArguments(), ModelArguments()
+    assert resolve_pooling(auto, st_bert_dir, model, ["classifier.bias", "classifier.weight"], model_args) == "mean"
+    assert resolve_pooling(auto, st_bert_dir, model, [], model_args) is None
+    assert resolve_pooling(SentencePoolingArguments("pooler"), st_bert_dir, model, ["classifier.weight"], None) is None
+    assert resolve_pooling(SentencePoolingArguments("max"), st_bert_dir, model, [], None) == "max"
 
 
 def test_features_are_the_masked_mean_and_pipeline_serves_the_run(st_bert_dir, text_files, target_files, tmp_path):
