@@ -85,8 +85,8 @@ def declared_pooling(path: str, model_args) -> tuple[str | None, str]:
     """The pooling a sentence-transformers folder declares: (mode or None, description).
 
     Reads `modules.json` (the `Pooling` module's folder) and that folder's `config.json` (`pooling_mode_*` keys). A
-    `Normalize` module after it (unit length, for cosine similarity) is not applied: a linear classifier reads the
-    pooled vector itself, at the scale hftl's learning rates suit. The mode is None when the folder is not a
+    `Normalize` module after it (unit length, for cosine similarity) is not applied: the classifier reads the pooled
+    vector itself, its length included. The mode is None when the folder is not a
     sentence-transformers one, or declares a pooling hftl does not offer (several modes concatenated, `mean_sqrt_len`,
     `weightedmean`, `lasttoken`): the description then says which.
     """
