@@ -36,6 +36,7 @@ from hftl.model_source import check_model_sources
 from hftl.multi_label.arguments import ProblemArguments
 from hftl.ranking.auto import check_auto_layer
 from hftl.search import HPSearchArguments
+from hftl.sentence_pooling import SentencePoolingArguments, check_sentence_pooling
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
 from hftl.tracking import joined_trackers, name_run, split_trackers
@@ -62,6 +63,7 @@ class RunConfig:
         search: the hyper-parameter search flags (`hftl.search`).
         control: early stopping and class imbalance (`hftl.training_flags`).
         export: `--export_onnx` and `--export_quantize` (`hftl.export`).
+        pooling: `--sentence_pooling` (`hftl.sentence_pooling`).
     """
 
     model: ModelArguments
@@ -79,6 +81,7 @@ class RunConfig:
     control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
     problem: ProblemArguments = field(default_factory=ProblemArguments)
     export: ExportArguments = field(default_factory=ExportArguments)
+    pooling: SentencePoolingArguments = field(default_factory=SentencePoolingArguments)
     layer_choice: Any = None  # `hftl.ranking.auto.LayerChoice`: the layer --feature_layer auto chose
 
     @property
@@ -100,6 +103,7 @@ class RunConfig:
             self.control,
             self.problem,
             self.export,
+            self.pooling,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -119,6 +123,7 @@ RESUME_KEYS = (
     "strategy",
     "freeze_feature_encoder",
     "crop_whisper_input",
+    "sentence_pooling",
     "feature_layer",
     "adaptation",
     "importance_weighting",
@@ -128,7 +133,8 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, problem type, each method's flags, then `TrainingArguments`."""
+    calibration, search, training control, problem type, export, sentence pooling, each method's flags, then
+    `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -142,6 +148,7 @@ def argument_types(modality) -> tuple[type, ...]:
         TrainingControlArguments,
         ProblemArguments,
         ExportArguments,
+        SentencePoolingArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -297,9 +304,10 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *groups, training = parsed
-    calibration, search, control, problem, export, *method_args = groups
+    calibration, search, control, problem, export, pooling, *method_args = groups
     check_model_sources(model)
     check_auto_layer(modality, model, strategy)  # --feature_layer auto: a model whose layers can be cropped
+    check_sentence_pooling(pooling, modality)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
     _resolve_training(training, modality, strategy.strategy, explicit)
@@ -335,6 +343,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         control=control,
         problem=problem,
         export=export,
+        pooling=pooling,
     )
 
 

@@ -107,7 +107,11 @@ def check_model_type(flag: str, where: str, config: dict, trust_remote_code: boo
 
     import hftl.models  # registers hftl's own model types
 
-    own = {hftl.models.EfficientNetLiteConfig.model_type, hftl.models.CroppedWhisperConfig.model_type}
+    own = {
+        hftl.models.EfficientNetLiteConfig.model_type,
+        hftl.models.CroppedWhisperConfig.model_type,
+        hftl.models.SentencePoolingConfig.model_type,
+    }
     if config.get("auto_map") and config.get("model_type") not in own:  # hftl's own types load its registered code
         if trust_remote_code:
             return

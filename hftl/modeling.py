@@ -14,6 +14,7 @@ from hftl.config import RunConfig
 from hftl.data.checks import LabelInfo
 from hftl.errors import InputError
 from hftl.multi_label.thresholds import unfold_saved_thresholds
+from hftl.sentence_pooling import apply_sentence_pooling
 from hftl.strategies import keep_bottom_layers
 from hftl.temperature_scaling import forget_saved_temperature
 
@@ -125,5 +126,6 @@ def load_model(modality, config: RunConfig, labels: LabelInfo) -> LoadedModel:
     forget_saved_temperature(model)  # a calibrated model hftl saved: its T is part of its weights now
     if config.strategy.feature_layer is not None:
         keep_bottom_layers(model, config.strategy.feature_layer)
+    model, new = apply_sentence_pooling(modality, config, path, model, new)  # text: --sentence_pooling
     model = modality.prepare_model(model, config.inputs, processor)
     return LoadedModel(model, processor, path, new)
