@@ -10,8 +10,10 @@ are then the pooled sentence embedding.
 
 Modes: `mean` / `cls` / `max` pool the last token states (over non-padding tokens); `pooler` keeps the architecture's
 own head; `auto` (default) uses the pooling a sentence-transformers folder declares (`modules.json`,
-`1_Pooling/config.json`), and the architecture's own head otherwise, or when the checkpoint already
-has a trained classifier (a fine-tuned classifier keeps the head it was trained with).
+`1_Pooling/config.json`) when the backbone is frozen (`--strategy feature_extraction`), and the architecture's own
+head otherwise: when nothing declares a pooling, when the checkpoint already has a trained classifier (a fine-tuned
+classifier keeps the head it was trained with), and when the backbone trains (its head then trains with it, and
+the saved model stays a plain transformers class that `pipeline(...)` loads without hftl's code).
 """
 
 from __future__ import annotations
@@ -106,8 +108,11 @@ def declared_pooling(path: str, model_args) -> tuple[str | None, str]:
     return _ST_MODES[on[0]], f"{folder}/config.json ({on[0]})"
 
 
-def resolve_pooling(args: SentencePoolingArguments, path: str, model, new_parameters: list[str], model_args):
-    """The pooling mode the model gets, or None to keep its architecture's head (see the module docstring).
+def resolve_pooling(
+    args: SentencePoolingArguments, path: str, model, new_parameters: list[str], model_args, frozen: bool = True
+):
+    """The pooling mode the model gets, or None to keep its architecture's head (see the module docstring);
+    `frozen`: the backbone is frozen (`--strategy feature_extraction`), the only case `auto` pools in.
 
     Raises:
         InputError: `pooler` asked of a model hftl saved with pooling (it has no pooler any more).
@@ -135,6 +140,15 @@ def resolve_pooling(args: SentencePoolingArguments, path: str, model, new_parame
     if mode is None:
         logger.info("--sentence_pooling auto: %s: %s; the architecture's own head reads the tokens.", path, where)
         return None
+    if not frozen:
+        logger.info(
+            "--sentence_pooling auto: %s declares %s, but the backbone trains, so the architecture's own head trains "
+            "with it (--sentence_pooling %s to pool anyway).",
+            path,
+            where,
+            mode,
+        )
+        return None
     logger.info("--sentence_pooling auto: %s pools with %s.", path, where)
     return mode
 
@@ -151,7 +165,8 @@ def apply_sentence_pooling(modality, config, path: str, model, new_parameters: l
 
     if modality.name != "text":
         return model, new_parameters
-    mode = resolve_pooling(config.pooling, path, model, new_parameters, config.model)
+    frozen = config.strategy.strategy == "feature_extraction"
+    mode = resolve_pooling(config.pooling, path, model, new_parameters, config.model, frozen)
     if mode is None:
         return model, new_parameters
     if isinstance(model, SentencePoolingForSequenceClassification):

@@ -97,13 +97,16 @@ def test_declared_pooling_reads_the_sentence_transformers_layout(tiny_bert_dir, 
 
 
 def test_auto_keeps_a_trained_classifier(st_bert_dir):
-    """`auto` pools a sentence-transformers folder whose classifier is new, and leaves a trained one alone."""
+    """`auto` pools a frozen sentence-transformers folder whose classifier is new; a trained head, or a backbone that
+    trains, keeps the architecture's head."""
     from hftl.arguments import ModelArguments
 
     model = AutoModelForSequenceClassification.from_pretrained(st_bert_dir, num_labels=2)
     auto, model_args = SentencePoolingArguments(), ModelArguments()
     assert resolve_pooling(auto, st_bert_dir, model, ["classifier.bias", "classifier.weight"], model_args) == "mean"
     assert resolve_pooling(auto, st_bert_dir, model, [], model_args) is None
+    # a backbone that trains keeps its architecture's head (a plain transformers model)
+    assert resolve_pooling(auto, st_bert_dir, model, ["classifier.bias", "classifier.weight"], model_args, False) is None
     assert resolve_pooling(SentencePoolingArguments("pooler"), st_bert_dir, model, ["classifier.weight"], None) is None
     assert resolve_pooling(SentencePoolingArguments("max"), st_bert_dir, model, [], None) == "max"
 
