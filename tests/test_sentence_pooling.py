@@ -106,7 +106,8 @@ def test_auto_keeps_a_trained_classifier(st_bert_dir):
     assert resolve_pooling(auto, st_bert_dir, model, ["classifier.bias", "classifier.weight"], model_args) == "mean"
     assert resolve_pooling(auto, st_bert_dir, model, [], model_args) is None
     # a backbone that trains keeps its architecture's head (a plain transformers model)
-    assert resolve_pooling(auto, st_bert_dir, model, ["classifier.bias", "classifier.weight"], model_args, False) is None
+    new = ["classifier.bias", "classifier.weight"]
+    assert resolve_pooling(auto, st_bert_dir, model, new, model_args, frozen=False) is None
     assert resolve_pooling(SentencePoolingArguments("pooler"), st_bert_dir, model, ["classifier.weight"], None) is None
     assert resolve_pooling(SentencePoolingArguments("max"), st_bert_dir, model, [], None) == "max"
 
