@@ -25,6 +25,7 @@ import transformers
 from transformers import AutoConfig, TrainingArguments
 
 from hftl import hub
+from hftl.adaptation.auto import AUTO, AutoAdaptationArguments
 from hftl.adaptation.methods import get_method, method_names
 from hftl.arguments import AdaptationArguments, DataTrainingArguments, ModelArguments, RunArguments, StrategyArguments
 from hftl.calibration import CalibrationArguments
@@ -61,6 +62,7 @@ class RunConfig:
         search: the hyper-parameter search flags (`hftl.search`).
         control: early stopping and class imbalance (`hftl.training_flags`).
         export: `--export_onnx` and `--export_quantize` (`hftl.export`).
+        auto: the flags of `--adaptation auto` (`hftl.adaptation.auto`).
     """
 
     model: ModelArguments
@@ -78,6 +80,7 @@ class RunConfig:
     control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
     problem: ProblemArguments = field(default_factory=ProblemArguments)
     export: ExportArguments = field(default_factory=ExportArguments)
+    auto: AutoAdaptationArguments = field(default_factory=AutoAdaptationArguments)
 
     @property
     def method(self):
@@ -98,6 +101,7 @@ class RunConfig:
             self.control,
             self.problem,
             self.export,
+            self.auto,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -105,7 +109,8 @@ class RunConfig:
 
     def resume_keys(self) -> tuple[str, ...]:
         """Flags that change which parameters exist or train: checkpoints made with other values are not resumed."""
-        method = () if self.adaptation.adaptation == "none" else get_method(self.adaptation.adaptation).resume_keys
+        name = self.adaptation.adaptation
+        method = () if name in ("none", AUTO) else get_method(name).resume_keys
         return RESUME_KEYS + get_strategy(self.strategy.strategy).resume_keys + method
 
 
@@ -124,7 +129,7 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, problem type, each method's flags, then `TrainingArguments`."""
+    calibration, search, training control, problem type, export, auto, each method's flags, then `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -138,6 +143,7 @@ def argument_types(modality) -> tuple[type, ...]:
         TrainingControlArguments,
         ProblemArguments,
         ExportArguments,
+        AutoAdaptationArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -293,7 +299,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *groups, training = parsed
-    calibration, search, control, problem, export, *method_args = groups
+    calibration, search, control, problem, export, auto, *method_args = groups
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
@@ -330,6 +336,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         control=control,
         problem=problem,
         export=export,
+        auto=auto,
     )
 
 

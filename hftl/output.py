@@ -27,6 +27,7 @@ RESULT_FILES = (
     "domain_gap.json",
     "domain_gap.png",
     "label_shift.json",
+    "adaptation_selection.json",
 )
 
 
