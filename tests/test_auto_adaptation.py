@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import recipe_args, recipe_defaults
+from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from hftl.adaptation.auto import AutoAdaptationArguments
@@ -29,7 +30,11 @@ NAMES = ["none", "mmd@0.5", "dann@0.5"]
 
 
 def _args(tiny_bert_dir, text_files, output_dir, *flags):
-    data = {**text_files, "target_train_file": text_files["validation_file"], "target_test_file": text_files["test_file"]}
+    data = {
+        **text_files,
+        "target_train_file": text_files["validation_file"],
+        "target_test_file": text_files["test_file"],
+    }
     return recipe_args(tiny_bert_dir, data, output_dir, *FLAGS, *flags)
 
 
@@ -75,11 +80,21 @@ def test_auto_trains_scores_and_keeps_one(tiny_bert_dir, text_files, tmp_path, c
     predicted = [p["label"] for p in pipeline("text-classification", model=output_dir)(texts)]
     model = AutoModelForSequenceClassification.from_pretrained(output_dir)
     assert predicted == [model.config.id2label[i] for i in saved.argmax(-1)]
-    assert metrics["target_accuracy"] == pytest.approx(entries[record["chosen_index"]][TARGET_KEY]["accuracy"], abs=1e-4)
+    assert metrics["target_accuracy"] == pytest.approx(
+        entries[record["chosen_index"]][TARGET_KEY]["accuracy"], abs=1e-4
+    )
     assert metrics["auto_candidates"] == 3
     card = open(os.path.join(output_dir, "README.md")).read()
     assert "Chosen by `--adaptation auto` among 3 candidates" in card and f"`{chosen}`" in card
     assert "adaptation-auto" in card
+
+    # each candidate trains as the plain run with its flags would: bit-identical weights
+    plain_dir = str(tmp_path / "plain_mmd")
+    plain_flags = ["--adaptation", "mmd", "--trade_off", "0.5"]  # the later --adaptation wins
+    _run(tiny_bert_dir, text_files, plain_dir, *plain_flags)
+    candidate = load_file(_candidate_file(output_dir, "mmd@0.5", "weights.safetensors"))
+    plain = load_file(os.path.join(plain_dir, "model.safetensors"))
+    assert candidate and all(torch.equal(tensor, plain[key]) for key, tensor in candidate.items())
 
     # a rerun with the same flags reuses the finished candidates; one whose record is missing is trained again
     os.remove(_candidate_file(output_dir, "dann@0.5", "candidate.json"))
