@@ -84,7 +84,7 @@ def candidate_config(config: RunConfig, candidate: Candidate, output_dir: str | 
     adaptation = dataclasses.replace(
         config.adaptation,
         adaptation=candidate.method,
-        trade_off=candidate.trade_off if candidate.method != SOURCE_ONLY else config.adaptation.trade_off,
+        trade_off=candidate.trade_off,  # 0 for source only and importance weighting alone, which have no alignment
         importance_weighting=candidate.importance_weighting,
     )
     changed = {"adaptation": adaptation}

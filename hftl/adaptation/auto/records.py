@@ -34,7 +34,7 @@ VOLATILE_FLAGS = {
     "hub_private_repo", "hub_strategy", "report_to", "run_name", "project", "logging_steps", "logging_strategy",
     "logging_first_step", "disable_tqdm", "log_level", "log_level_replica", "dataloader_num_workers",
     "export_onnx", "export_quantize", "temperature_scaling", "domain_gap_report", "feature_cache_dir",
-    "auto_methods", "auto_trade_offs", "auto_importance_weighting", "auto_score_samples",
+    "auto_methods", "auto_trade_offs", "auto_importance_weighting",
 }  # fmt: skip
 
 
