@@ -75,6 +75,10 @@ def test_auto_trains_scores_and_keeps_one(tiny_bert_dir, text_files, tmp_path, c
     texts = [row.split(",")[0] for row in open(text_files["validation_file"]).read().splitlines()[1:]]
     saved = _saved_logits(output_dir, texts)
     outputs = {n: np.load(_candidate_file(output_dir, n, "outputs.npz")) for n in NAMES}
+    for arrays in outputs.values():  # what the scorers read: 16 source validation and 16 target examples, F = 32
+        assert arrays["source_logits"].shape == arrays["target_logits"].shape == (16, 2)
+        assert arrays["source_features"].shape == arrays["target_features"].shape == (16, 32)
+        assert arrays["source_train_features"].shape == (64, 32) and len(arrays["source_labels"]) == 16
     assert np.allclose(saved, outputs[chosen]["target_logits"], atol=1e-4)
     assert any(not np.allclose(saved, outputs[n]["target_logits"], atol=1e-4) for n in NAMES if n != chosen)
     predicted = [p["label"] for p in pipeline("text-classification", model=output_dir)(texts)]
