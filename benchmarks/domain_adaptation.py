@@ -39,12 +39,14 @@ from hftl.adaptation.methods import method_names  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # every registered method, plain and importance-weighted ("iw" + name: --importance_weighting)
-METHODS = ("none", *method_names(), *(f"iw{name}" for name in method_names()))
+METHODS = ("none", *method_names(), *(f"iw{name}" for name in method_names()), "auto")
 METHOD_NAMES = {
     "none": "source only",
     **{name: name.upper() for name in method_names()},
     **{f"iw{name}": f"IW-{name.upper()} (label-shift corrected)" for name in method_names()},
     "oracle": "oracle (trained on labelled target)",
+    "auto": "auto (chosen without target labels)",
+    "hindsight": "best single method in hindsight (chosen per seed on target labels; comparison only)",
 }
 
 COMMON = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--overwrite_output_dir"]
@@ -108,7 +110,29 @@ def run(pair: dict, method: str, seed: int, output_dir: str, cache_dir: str, ext
         "source_eval_accuracy": results.get("eval_accuracy"),
         "label_shift_total_variation": results.get("label_shift_total_variation"),
         "seconds": round(seconds, 1),
+        **_selection(output_dir),
     }
+
+
+def _selection(output_dir: str) -> dict:
+    """An auto run's kept candidate and every candidate's target accuracy (never used for its choice); {} otherwise."""
+    path = os.path.join(output_dir, "adaptation_selection.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    truth = {c["name"]: c.get("target_test_never_used_for_choice", {}).get("accuracy") for c in record["candidates"]}
+    return {"kept": record["chosen"]["name"], "reason": record["reason"], "candidates_target_accuracy": truth}
+
+
+def hindsight(by_method: dict) -> list[dict]:
+    """Per seed, the run of the single method (source only and every method, plain or importance-weighted) with the
+    best target accuracy: an upper bound that reads target labels, for comparison only."""
+    single = [runs for method, runs in by_method.items() if method in METHODS and method != "auto"]
+    seeds = sorted({r["seed"] for runs in single for r in runs})
+    return [
+        max((r for runs in single for r in runs if r["seed"] == s), key=lambda r: r["target_accuracy"]) for s in seeds
+    ]
 
 
 def _cell(values: list[float]) -> str:
@@ -123,7 +147,7 @@ def table(results: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for pair, by_method in results.items():
-        for method, runs in by_method.items():
+        for method, runs in {**by_method, "hindsight": hindsight(by_method)}.items():
             if not runs:
                 continue
             lines.append(

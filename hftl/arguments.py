@@ -284,10 +284,9 @@ class AdaptationArguments:
     adaptation: str = field(
         default="none",
         metadata={
-            "choices": ("none", *method_names(), *IMPORTANCE_WEIGHTED_ALIASES),
-            "help": "none: train on the source only. dann: domain-adversarial training (gradient reversal layer + "
-            "domain discriminator). mmd: multi-kernel MMD between source and target features. Every registered "
-            "method is listed in the choices; iwdann / iwmmd are dann / mmd with --importance_weighting.",
+            "choices": ("none", "auto", *method_names(), *IMPORTANCE_WEIGHTED_ALIASES),
+            "help": "none: source only. Every registered method (README) is a choice; iwdann / iwmmd: dann / mmd "
+            "with --importance_weighting. auto: train candidates, keep one chosen without target labels (--auto_*).",
         },
     )
     importance_weighting: bool = field(

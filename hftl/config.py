@@ -25,6 +25,7 @@ import transformers
 from transformers import AutoConfig, TrainingArguments
 
 from hftl import hub
+from hftl.adaptation.auto import AUTO, AutoAdaptationArguments
 from hftl.adaptation.methods import get_method, method_names
 from hftl.arguments import AdaptationArguments, DataTrainingArguments, ModelArguments, RunArguments, StrategyArguments
 from hftl.calibration import CalibrationArguments
@@ -64,6 +65,7 @@ class RunConfig:
         control: early stopping and class imbalance (`hftl.training_flags`).
         export: `--export_onnx` and `--export_quantize` (`hftl.export`).
         pooling: `--sentence_pooling` (`hftl.sentence_pooling`).
+        auto: the flags of `--adaptation auto` (`hftl.adaptation.auto`).
     """
 
     model: ModelArguments
@@ -83,6 +85,7 @@ class RunConfig:
     export: ExportArguments = field(default_factory=ExportArguments)
     pooling: SentencePoolingArguments = field(default_factory=SentencePoolingArguments)
     layer_choice: Any = None  # `hftl.ranking.auto.LayerChoice`: the layer --feature_layer auto chose
+    auto: AutoAdaptationArguments = field(default_factory=AutoAdaptationArguments)
 
     @property
     def method(self):
@@ -104,6 +107,7 @@ class RunConfig:
             self.problem,
             self.export,
             self.pooling,
+            self.auto,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -113,7 +117,8 @@ class RunConfig:
 
     def resume_keys(self) -> tuple[str, ...]:
         """Flags that change which parameters exist or train: checkpoints made with other values are not resumed."""
-        method = () if self.adaptation.adaptation == "none" else get_method(self.adaptation.adaptation).resume_keys
+        name = self.adaptation.adaptation
+        method = () if name in ("none", AUTO) else get_method(name).resume_keys
         return RESUME_KEYS + get_strategy(self.strategy.strategy).resume_keys + method
 
 
@@ -133,7 +138,7 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, problem type, export, sentence pooling, each method's flags, then
+    calibration, search, training control, problem type, export, sentence pooling, auto, each method's flags, then
     `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
@@ -149,6 +154,7 @@ def argument_types(modality) -> tuple[type, ...]:
         ProblemArguments,
         ExportArguments,
         SentencePoolingArguments,
+        AutoAdaptationArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -304,7 +310,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *groups, training = parsed
-    calibration, search, control, problem, export, pooling, *method_args = groups
+    calibration, search, control, problem, export, pooling, auto, *method_args = groups
     check_model_sources(model)
     check_auto_layer(modality, model, strategy)  # --feature_layer auto: a model whose layers can be cropped
     check_sentence_pooling(pooling, modality)
@@ -344,6 +350,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         problem=problem,
         export=export,
         pooling=pooling,
+        auto=auto,
     )
 
 

@@ -42,6 +42,7 @@ class RunContext:
     inputs: model inputs of both domains, the collator.
     shift: the `DomainShift` measured before training (None when the run neither adapts nor reports the gap).
     layer: the feature layer of the plain model (None if it has no classification layer).
+    selection: `--adaptation auto`'s record of the candidates and its choice (adaptation_selection.json), else None.
     """
 
     modality: Any
@@ -51,6 +52,7 @@ class RunContext:
     inputs: Inputs
     shift: Any
     layer: FeatureLayer | None
+    selection: dict | None = None
 
     @property
     def num_labels(self) -> int:

@@ -28,6 +28,7 @@ RESULT_FILES = (
     "domain_gap.png",
     "label_shift.json",
     "layer_ranking.json",
+    "adaptation_selection.json",
 )
 
 

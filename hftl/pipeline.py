@@ -3,6 +3,9 @@
     config -> output folder -> data -> model -> inputs -> shift -> strategy -> train -> calibrate (temperature
     scaling, multi-label thresholds) -> save the model -> evaluate -> reports -> card, (ONNX export) and push
 
+With `--adaptation auto` the strategy and training steps run once per candidate (`hftl.adaptation.auto`), and the
+steps after training run for the candidate it keeps.
+
 The model is saved as soon as it is trained: an error in evaluation or the reports loses no training. With
 `--hp_search_trials N`, the run is a search whose trials are such runs (`hftl.search.study`).
 
@@ -16,6 +19,8 @@ from typing import Any
 
 from transformers import set_seed
 
+from hftl.adaptation.auto import AUTO
+from hftl.adaptation.auto.run import train_auto
 from hftl.adaptation.reporting import domain_reports
 from hftl.adaptation.shift import measure_shift
 from hftl.config import RunConfig, resolve_config
@@ -33,7 +38,7 @@ from hftl.saving import publish, save_model
 from hftl.search.study import run_search
 from hftl.strategies import get_strategy, log_parameter_counts, model_parts
 from hftl.temperature_scaling import calibrate, check_temperature_scaling
-from hftl.training import train_stages
+from hftl.training import Trained, train_stages
 
 logger = logging.getLogger("hftl")
 
@@ -76,12 +81,31 @@ def run_config(modality: Modality, config: RunConfig, data: RunData | None = Non
     layer = FeatureLayer.of(loaded.model, len(data.labels.names))
     run = RunContext(modality, config, data, loaded, inputs, shift, layer)
     check_temperature_scaling(run)  # before training: T must fold into the layer that outputs the logits
+    if config.adaptation.adaptation == AUTO:  # candidates trained, scored without target labels, one kept
+        run, model, trained, counts = train_auto(run, train_model)
+    else:
+        model, trained, counts = train_model(run)
+    return finish_run(run, model, trained, counts)
+
+
+def train_model(run: RunContext) -> tuple[Any, Trained, tuple[int, int]]:
+    """The strategy applied to the loaded model, then its stages trained.
+
+    Returns:
+        (the trained model, the last stage's `Trained`, the model's (trainable, total) parameter counts).
+    """
+    config, loaded = run.config, run.loaded
     strategy, parts = get_strategy(config.strategy.strategy), model_parts(loaded.model, loaded.new_parameters)
-    model = strategy.apply(loaded.model, parts, config.strategy, modality.peft_task_type)
-    modality.after_strategy(model, config.inputs)
+    model = strategy.apply(loaded.model, parts, config.strategy, run.modality.peft_task_type)
+    run.modality.after_strategy(model, config.inputs)
     counts = log_parameter_counts(model, f"Strategy '{strategy.name}'")
     start_output_dir(config)
-    trained = train_stages(model, parts, strategy, run)
+    return model, train_stages(model, parts, strategy, run), counts
+
+
+def finish_run(run: RunContext, model, trained: Trained, counts: tuple[int, int]) -> dict[str, float]:
+    """The steps after training: calibrate, save the model, evaluate, reports, card / export / push; the metrics."""
+    config, data = run.config, run.data
     set_thresholds(model, trained, run)  # multi-label: per-label thresholds tuned on validation, folded into the bias
     if config.training.do_train:
         trained.metrics.update(

@@ -20,9 +20,12 @@ from hftl.writes import output_writes
 logger = logging.getLogger("hftl")
 
 
-def _adaptation_name(config: RunConfig) -> str | None:
-    """The card's adaptation tag: the method, `+ importance weighting` when set; None for source-only training."""
+def _adaptation_name(config: RunConfig, auto: bool = False) -> str | None:
+    """The card's adaptation tag: the method, `+ importance weighting` when set; None for source-only training.
+    `auto`: chosen by `--adaptation auto` (`auto + ` first; source only is then `auto + none`)."""
     method, weighted = config.adaptation.adaptation, config.adaptation.importance_weighting
+    if auto:
+        return f"auto + {_adaptation_name(config) or 'none'}"
     if method == "none":
         return "importance_weighting" if weighted else None
     return f"{method} + importance_weighting" if weighted else method
@@ -52,8 +55,8 @@ def _card(run: RunContext, metrics: dict[str, float] | None, counts: tuple[int, 
         },
         is_adapter=args.strategy == "lora" and not args.merge_adapter,
         custom_code=getattr(type(loaded.model), "_auto_class", None) is not None,  # register_for_auto_class
-        adaptation=_adaptation_name(config),
-        adaptation_details=card_text(config, run.shift, data.target.description) if data.target else "",
+        adaptation=_adaptation_name(config, run.selection is not None),
+        adaptation_details=card_text(config, run.shift, data.target.description, run.selection) if data.target else "",
         usage=run.modality.pipeline_usage(run.processor, config.inputs),
         problem=card_problem(run),
     )

@@ -7,6 +7,7 @@ import logging
 
 import torch
 
+from hftl.adaptation.auto.report import selection_card_text
 from hftl.adaptation.methods import get_method
 from hftl.adaptation.task import AdaptationTask
 
@@ -39,11 +40,12 @@ def build_task(
     return AdaptationTask(classifier, feature_layer, alignment, adaptation.trade_off, weights, loss_weights)
 
 
-def card_text(config, shift, target_description: str) -> str:
-    """One paragraph for the model card: method, trade-off, target data, label-shift correction ("" if none)."""
+def card_text(config, shift, target_description: str, selection: dict | None = None) -> str:
+    """One paragraph for the model card: method, trade-off, target data, label-shift correction ("" if none); with
+    `selection` (`--adaptation auto`'s record), the candidates' table after it."""
     adaptation = config.adaptation
     if not adaptation.adapts:
-        return ""
+        return selection_card_text(selection).lstrip()
     if adaptation.adaptation == "none":
         text = "Source classes re-weighted to the target class prior (no alignment loss)"
     else:
@@ -55,4 +57,5 @@ def card_text(config, shift, target_description: str) -> str:
             f" Source classes re-weighted to the target class prior estimated without target labels "
             f"({shift.label_shift.estimator}: {prior})."
         )
-    return text + " The alignment loss and any domain discriminator are training-time parts, not in this model."
+    text += " The alignment loss and any domain discriminator are training-time parts, not in this model."
+    return text + selection_card_text(selection)
