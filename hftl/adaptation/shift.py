@@ -97,12 +97,14 @@ def _warn_if_label_shift(shift: LabelShift, diagnosis: ShiftDiagnosis, config) -
             shift.total_variation,
             adaptation.adaptation if adaptation.adaptation != "none" else "mmd",
         )
-    elif adaptation.adaptation != "none" and not adaptation.importance_weighting and diagnosis.label_shift_credible:
+    elif adaptation.adaptation not in ("none", "auto") and not adaptation.importance_weighting:
+        if not diagnosis.label_shift_credible:  # auto: its candidates follow the diagnosis by themselves
+            return
         logger.warning(
             "The target class prior differs credibly from the source prior (total variation %.2f; the shift "
-            "diagnosis says: %s). Plain --adaptation %s aligns the marginal feature distributions, which under label "
-            "shift is known to hurt the target accuracy; --importance_weighting re-weights source classes to the "
-            "estimated target prior (see shift_diagnosis.json and the README).",
+            "diagnosis says: %s). Plain --adaptation %s does not correct for it (aligning marginal feature "
+            "distributions under label shift is known to hurt the target accuracy); --importance_weighting re-weights "
+            "source classes to the estimated target prior (see shift_diagnosis.json and the README).",
             diagnosis.prior.prior_change,
             diagnosis.shift_kind,
             adaptation.adaptation,
