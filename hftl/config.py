@@ -34,6 +34,7 @@ from hftl.export.arguments import ExportArguments
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
 from hftl.multi_label.arguments import ProblemArguments
+from hftl.multi_task.arguments import MultiTaskArguments
 from hftl.search import HPSearchArguments
 from hftl.strategies import Defaults, get_strategy
 from hftl.strategies.parts import encoder_layer_count
@@ -61,6 +62,7 @@ class RunConfig:
         search: the hyper-parameter search flags (`hftl.search`).
         control: early stopping and class imbalance (`hftl.training_flags`).
         export: `--export_onnx` and `--export_quantize` (`hftl.export`).
+        multi_task: `--tasks` and the multi-task flags (`hftl.multi_task`).
     """
 
     model: ModelArguments
@@ -78,6 +80,7 @@ class RunConfig:
     control: TrainingControlArguments = field(default_factory=TrainingControlArguments)
     problem: ProblemArguments = field(default_factory=ProblemArguments)
     export: ExportArguments = field(default_factory=ExportArguments)
+    multi_task: MultiTaskArguments = field(default_factory=MultiTaskArguments)
 
     @property
     def method(self):
@@ -98,6 +101,7 @@ class RunConfig:
             self.control,
             self.problem,
             self.export,
+            self.multi_task,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -119,12 +123,14 @@ RESUME_KEYS = (
     "adaptation",
     "importance_weighting",
     "bottleneck_dim",
+    "tasks",
+    "task_weighting",
 )
 
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, problem type, each method's flags, then `TrainingArguments`."""
+    calibration, search, training control, problem type, export, multi-task, each method's flags, then `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,
@@ -138,6 +144,7 @@ def argument_types(modality) -> tuple[type, ...]:
         TrainingControlArguments,
         ProblemArguments,
         ExportArguments,
+        MultiTaskArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -293,7 +300,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *groups, training = parsed
-    calibration, search, control, problem, export, *method_args = groups
+    calibration, search, control, problem, export, multi_task, *method_args = groups
     check_model_sources(model)
     setup_logging(training)
     fine_tuning_rate = training.learning_rate
@@ -330,6 +337,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         control=control,
         problem=problem,
         export=export,
+        multi_task=multi_task,
     )
 
 
