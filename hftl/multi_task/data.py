@@ -81,9 +81,10 @@ def load_tasks(modality, config) -> list[Task]:
     Raises:
         InputError: bad task flags or data (the message names the task), before any model loads.
     """
+    specs = config.multi_task.task_specs()
+    configs = [task_config(modality, config, spec) for spec in specs]  # every task's flags checked before any data
     tasks = []
-    for index, spec in enumerate(config.multi_task.task_specs()):
-        own = task_config(modality, config, spec)
+    for index, (spec, own) in enumerate(zip(specs, configs, strict=True)):
         try:
             data = load_data(modality, own)
         except InputError as error:
