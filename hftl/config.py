@@ -130,7 +130,8 @@ RESUME_KEYS = (
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, problem type, export, multi-task, each method's flags, then `TrainingArguments`."""
+    calibration, search, training control, problem type, export, multi-task, each method's flags, then
+    `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
         ModelArguments,

@@ -77,7 +77,7 @@ def _task_metrics(metrics: dict[str, float] | None, name: str) -> dict[str, floa
     out = {}
     for prefix in ("eval", "test"):
         start = f"{prefix}_{name}_"
-        out.update({f"{prefix}_{k[len(start):]}": v for k, v in metrics.items() if k.startswith(start)})
+        out.update({f"{prefix}_{k[len(start) :]}": v for k, v in metrics.items() if k.startswith(start)})
     return out
 
 
@@ -89,8 +89,9 @@ def _multi_task_section(task, tasks, config, metrics: dict[str, float] | None) -
         cells = " | ".join("" if v is None else f"{v:.4f}" for v in values)
         mark = " (this model)" if other is task else ""
         rows.append(f"| {other.name}{mark} | {other.num_labels} | {len(other.data.source.splits['train'])} | {cells} |")
-    weighting = "learned uncertainty weights (Kendall et al., CVPR 2018)" if flags.task_weighting == "uncertainty" else (
-        "fixed weights " + ", ".join(f"{t.name}: {t.weight:g}" for t in tasks))  # fmt: skip
+    weighting = "fixed weights " + ", ".join(f"{t.name}: {t.weight:g}" for t in tasks)
+    if flags.task_weighting == "uncertainty":
+        weighting = "learned uncertainty weights (Kendall et al., CVPR 2018)"
     return (
         f"\n\n## Multi-task training\nTrained with hftl's multi-task learning: one backbone shared by {len(tasks)} "
         f"tasks, one classification layer per task; batches drawn `{flags.task_sampling}`, losses summed with "

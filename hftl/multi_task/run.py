@@ -1,8 +1,8 @@
 """A multi-task run (`--tasks`), as named steps like the single-task one (`hftl.pipeline`):
 
-    config -> output folder -> every task's data -> the model (first task's classifier) and one head per other task
-    -> inputs -> strategy -> train (one task per batch) -> export one classifier per task -> evaluate every task
-    -> cards
+config -> output folder -> every task's data -> the model (first task's classifier) and one head per other task
+-> inputs -> strategy -> train (one task per batch) -> export one classifier per task -> evaluate every task
+-> cards
 """
 
 from __future__ import annotations
