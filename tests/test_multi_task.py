@@ -15,7 +15,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import FILLER, ROOT, WORDS_BY_LABEL, assert_same_weights, make_texts, recipe_defaults, write_csv
+from helpers import (
+    FILLER,
+    ROOT,
+    WORDS_BY_LABEL,
+    assert_same_weights,
+    make_texts,
+    recipe_defaults,
+    run_python,
+    write_csv,
+)
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, pipeline
 
@@ -263,3 +272,32 @@ def test_bad_task_data_is_named_before_any_model_loads(tiny_bert_dir, tasks_conf
     assert main(TextModality(), DEFAULTS, args) == 2
     err = capsys.readouterr().err
     assert "task 'trend'" in err and "nope" in err
+
+
+@pytest.mark.distributed
+def test_two_processes_count_every_example_once(tiny_bert_dir, tasks_config, tmp_path):
+    """torchrun, 2 CPU processes (gloo), uncertainty weights (every head and s_t takes part in every step, so DDP
+    needs no unused-parameter search): each task's metrics are those of its predictions file, every example once."""
+    output_dir = tmp_path / "ddp"
+    args = _args(tiny_bert_dir, tasks_config, output_dir, "--num_train_epochs", "1", "--save_strategy", "no")
+    run_python(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), RECIPE,
+                *args, "--task_weighting", "uncertainty", "--per_device_eval_batch_size", "5"])  # fmt: skip
+    results = json.load(open(output_dir / "all_results.json"))
+    tasks = {t["name"]: t for t in yaml.safe_load(open(tasks_config))["tasks"]}
+    for name, column in (("sentiment", "label"), ("trend", "y")):
+        truth = [row[column] for row in csv.DictReader(open(tasks[name]["test_file"], encoding="utf-8"))]
+        predicted = _predictions(output_dir / "tasks" / name / "test_predictions.csv")
+        assert len(predicted) == len(truth) == results[f"test_{name}_samples"]
+        accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+        assert results[f"test_{name}_accuracy"] == pytest.approx(accuracy)
+        assert AutoModelForSequenceClassification.from_pretrained(output_dir / "tasks" / name).num_labels == len(
+            set(truth)
+        )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
