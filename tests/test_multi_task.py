@@ -26,9 +26,9 @@ from helpers import (
     write_csv,
 )
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, pipeline
+from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, pipeline
 
-from hftl.modalities import TextModality
+from hftl.modalities import ImageModality, TextModality
 from hftl.multi_task import MultiTaskArguments, TaskBatchSampler, UncertaintyWeighting, task_order
 from hftl.multi_task.sampling import TaskMixture
 from hftl.pipeline import run_classification
@@ -301,3 +301,30 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_image_tasks_from_folders_and_a_csv(tiny_vit_dir, image_folders, tmp_path):
+    """The image recipe: a folder task (stripes / dots) beside a CSV task of the same pictures with 3 other labels."""
+    files = {}
+    for split in ("train", "validation", "test"):
+        paths = sorted(str(p) for p in (tmp_path / split).rglob("*.png"))
+        rows = [{"image": path, "size": ("small", "medium", "large")[i % 3]} for i, path in enumerate(paths)]
+        files[split] = write_csv(tmp_path / f"sizes_{split}.csv", rows)
+    tasks = [
+        {"name": "pattern", **image_folders},
+        {"name": "size", **{f"{s}_file": files[s] for s in files}, "label_column_name": "size"},
+    ]
+    config = tmp_path / "tasks.yaml"
+    config.write_text(yaml.safe_dump({"tasks": tasks}))
+    output_dir = tmp_path / "out"
+    args = ["--config", str(config), "--model_name_or_path", tiny_vit_dir, "--output_dir", str(output_dir),
+            "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+            "--eval_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
+    metrics = run_classification(ImageModality(), recipe_defaults("image_classification"), args)
+    assert {"test_pattern_accuracy", "test_size_accuracy"} <= set(metrics)
+    loaded = AutoModelForImageClassification.from_pretrained(output_dir / "tasks" / "pattern")
+    assert set(loaded.config.id2label.values()) == {"stripes", "dots"}
+    classifier = pipeline("image-classification", model=str(output_dir / "tasks" / "size"), device="cpu")
+    images = [row["image"] for row in csv.DictReader(open(files["test"], encoding="utf-8"))]
+    predicted = [max(p, key=lambda x: x["score"])["label"] for p in classifier(images)]
+    assert predicted == _predictions(output_dir / "tasks" / "size" / "test_predictions.csv")
