@@ -31,11 +31,25 @@ class TaskMixture(Dataset):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    def _task_of(self, index: int) -> int:
+        return int(np.searchsorted(self.offsets, index, side="right") - 1)
+
     def __getitem__(self, index: int) -> dict:
-        task = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        task = self._task_of(index)
         example = dict(self.datasets[task][int(index - self.offsets[task])])
         example[TASK_IDS] = task
         return example
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch read at once (the DataLoader's fast path; a `datasets.Dataset` transforms the batch in one call)
+        when its examples share a task, as `TaskBatchSampler`'s do; one by one otherwise."""
+        tasks = {self._task_of(i) for i in indices}
+        task = tasks.pop()
+        dataset = self.datasets[task]
+        if tasks or not hasattr(dataset, "__getitems__"):
+            return [self[i] for i in indices]
+        rows = dataset.__getitems__([int(i - self.offsets[task]) for i in indices])
+        return [{**row, TASK_IDS: task} for row in rows]
 
 
 class TaskCollator:
@@ -128,3 +142,8 @@ class TaskSplit(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {**self.dataset[index], TASK_IDS: self.task}
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        if not hasattr(self.dataset, "__getitems__"):
+            return [self[i] for i in indices]
+        return [{**row, TASK_IDS: self.task} for row in self.dataset.__getitems__(list(indices))]
