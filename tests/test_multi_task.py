@@ -120,6 +120,16 @@ def test_proportional_and_round_robin_task_counts():
     assert [mixture[i]["task_ids"] for i in (0, 6, 7, 9)] == [0, 0, 1, 1]
 
 
+def test_checkpoints_record_every_task_s_data():
+    from datasets import Dataset
+
+    from hftl.trainer.fingerprint import dataset_sha256
+
+    a, b, c = (Dataset.from_dict({"input_ids": [[i], [i + 1]], "labels": [0, 1]}) for i in (1, 5, 9))
+    assert dataset_sha256(TaskMixture([a, b])) == dataset_sha256(TaskMixture([a, b]))
+    assert dataset_sha256(TaskMixture([a, b])) != dataset_sha256(TaskMixture([a, c]))  # another second task's data
+
+
 def test_uncertainty_weighting_on_known_values_and_its_gradient():
     weighting = UncertaintyWeighting(3)
     with torch.no_grad():
