@@ -35,6 +35,7 @@ from hftl.export.arguments import ExportArguments
 from hftl.flag_checks import check_flag_values
 from hftl.model_source import check_model_sources
 from hftl.multi_label.arguments import ProblemArguments
+from hftl.multi_task.arguments import MultiTaskArguments
 from hftl.ranking.auto import check_auto_layer
 from hftl.search import HPSearchArguments
 from hftl.sentence_pooling import SentencePoolingArguments, check_sentence_pooling
@@ -66,6 +67,7 @@ class RunConfig:
         export: `--export_onnx` and `--export_quantize` (`hftl.export`).
         pooling: `--sentence_pooling` (`hftl.sentence_pooling`).
         auto: the flags of `--adaptation auto` (`hftl.adaptation.auto`).
+        multi_task: `--tasks` and the multi-task flags (`hftl.multi_task`).
     """
 
     model: ModelArguments
@@ -86,6 +88,7 @@ class RunConfig:
     pooling: SentencePoolingArguments = field(default_factory=SentencePoolingArguments)
     layer_choice: Any = None  # `hftl.ranking.auto.LayerChoice`: the layer --feature_layer auto chose
     auto: AutoAdaptationArguments = field(default_factory=AutoAdaptationArguments)
+    multi_task: MultiTaskArguments = field(default_factory=MultiTaskArguments)
 
     @property
     def method(self):
@@ -108,6 +111,7 @@ class RunConfig:
             self.export,
             self.pooling,
             self.auto,
+            self.multi_task,
         )
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
@@ -133,12 +137,15 @@ RESUME_KEYS = (
     "adaptation",
     "importance_weighting",
     "bottleneck_dim",
+    "tasks",
+    "task_weighting",
 )
 
 
 def argument_types(modality) -> tuple[type, ...]:
     """The dataclasses a recipe parses, in order: model, data, the modality's, strategy, adaptation, run,
-    calibration, search, training control, problem type, export, sentence pooling, auto, each method's flags, then
+    calibration, search, training control, problem type, export, sentence pooling, auto, multi-task, each method's
+    flags, then
     `TrainingArguments`."""
     methods = [get_method(name).arguments_class for name in method_names()]
     return (
@@ -155,6 +162,7 @@ def argument_types(modality) -> tuple[type, ...]:
         ExportArguments,
         SentencePoolingArguments,
         AutoAdaptationArguments,
+        MultiTaskArguments,
         *[m for m in methods if m is not None],
         TrainingArguments,
     )
@@ -310,7 +318,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
     _cpu_processes_without_accelerator()
     parsed, explicit = parse_args(argument_types(modality), defaults, args)
     model, data, inputs, strategy, adaptation, run, *groups, training = parsed
-    calibration, search, control, problem, export, pooling, auto, *method_args = groups
+    calibration, search, control, problem, export, pooling, auto, multi_task, *method_args = groups
     check_model_sources(model)
     check_auto_layer(modality, model, strategy)  # --feature_layer auto: a model whose layers can be cropped
     check_sentence_pooling(pooling, modality)
@@ -351,6 +359,7 @@ def resolve_config(modality, defaults: dict[str, Any] | None = None, args: list[
         export=export,
         pooling=pooling,
         auto=auto,
+        multi_task=multi_task,
     )
 
 

@@ -90,6 +90,8 @@ def _convert(action: Action, value: Any) -> Any:
         if action.default is None:
             return None
         raise ValueError(f"null is not allowed (the default is {action.default!r}); leave the key out instead")
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) and action.type in (None, str):
+        return json.dumps(value)  # a list of mappings (--tasks) is handed over as JSON, as a mapping is
     if isinstance(value, list):
         if not many:
             raise ValueError(f"expects one value, got a list {value!r}")

@@ -201,6 +201,7 @@ def check_flag_values(values: dict[str, Any]) -> None:
     from hftl.export.arguments import check_export_flags
     from hftl.hub import check_push
     from hftl.multi_label.arguments import check_multi_label_flags
+    from hftl.multi_task.arguments import check_multi_task_flags
     from hftl.training_flags import check_early_stopping_flags
 
     check_ranges(values)
@@ -214,5 +215,6 @@ def check_flag_values(values: dict[str, Any]) -> None:
     _check_temperature_scaling(values)
     check_export_flags(values)
     check_auto_flags(values)
+    check_multi_task_flags(values)
     if values.get("push_to_hub"):
         check_push(values.get("hub_model_id"), values.get("output_dir"), values.get("hub_token"))

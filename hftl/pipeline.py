@@ -59,6 +59,10 @@ def run_classification(modality: Modality, defaults: dict[str, Any] | None = Non
         PushError: `--push_to_hub` failed after the run was saved.
     """
     config = resolve_config(modality, defaults, args)  # logging is set up as soon as the flags are parsed
+    if config.multi_task.tasks:  # several tasks, one shared backbone: hftl.multi_task
+        from hftl.multi_task.run import run_multi_task
+
+        return run_multi_task(modality, config)
     if config.search.hp_search_trials:
         return run_search(modality, config, run_config)
     return run_config(modality, config)

@@ -54,12 +54,15 @@ def _hf_dataset_sha256(dataset) -> str:
 
 def dataset_sha256(dataset) -> str | None:
     """A content digest of a training dataset: a `datasets.Dataset`, or a dataset that pairs several (as
-    `PairedDomainDataset` pairs source and target), digested in attribute order; None for anything else."""
+    `PairedDomainDataset` pairs source and target, or a list of them as `TaskMixture` holds), digested in attribute
+    order; None for anything else."""
     from datasets import Dataset
 
     if isinstance(dataset, Dataset):
         return _hf_dataset_sha256(dataset)
-    parts = [value for value in getattr(dataset, "__dict__", {}).values() if isinstance(value, Dataset)]
+    values = getattr(dataset, "__dict__", {}).values()
+    parts = [v for value in values for v in (value if isinstance(value, list | tuple) else [value])]  # TaskMixture's
+    parts = [value for value in parts if isinstance(value, Dataset)]
     if not parts:
         return None
     return hashlib.sha256("".join(_hf_dataset_sha256(part) for part in parts).encode()).hexdigest()
