@@ -168,6 +168,10 @@ def test_selection_keeps_source_only_when_the_diagnosis_sees_no_gap(scored):
     assert select_candidate(candidates, SimpleNamespace(gap_significant=True)).index == 1
     kept = select_candidate(candidates, SimpleNamespace(gap_significant=False, gap_p_value=0.41))
     assert kept.index == 0 and "no significant" in kept.reason and "0.41" in kept.reason
+    weighted = [candidates[0], ScoredCandidate("iwmmd@1.0", "mmd", 1.0, True, scores["aligned"])]
+    assert select_candidate(weighted, SimpleNamespace(label_shift_credible=True)).index == 1
+    no_label_shift = select_candidate(weighted, SimpleNamespace(label_shift_credible=False))
+    assert no_label_shift.index == 0 and "no credible label shift" in no_label_shift.reason
 
 
 def test_selection_safety_net_on_weak_evidence():

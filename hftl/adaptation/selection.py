@@ -9,8 +9,10 @@ The rule, and why:
    `scorers/class_balance.py`, below `COLLAPSE_BALANCE` and well below source only's: entropy and SND reward exactly
    that model, Saito et al., ICCV 2021, sec. 5), when its source validation accuracy fell more than
    `MAX_SOURCE_ACCURACY_DROP` below source only's (the alignment destroyed class information: Ben-David et al.'s
-   bound, "A theory of learning from different domains", 2010, has the source error as its first term), or when a
-   score could not be computed.
+   bound, "A theory of learning from different domains", 2010, has the source error as its first term), when it
+   re-weights classes (`--importance_weighting`) while the diagnosis finds no credible label shift (a wrong prior
+   estimate under covariate shift is what made IW-MMD fall below source only on the speech and digit pairs), or
+   when a score could not be computed.
 3. **Consensus by mean rank** over `CONSENSUS` = DEV, IM and SND: three scorers with different failure modes. DEV
    reads source labels through importance weights (unbiased, but noisy with few examples or far-apart domains); IM
    and SND read only the target predictions (stable, but they reward confidence, and SND rewards collapse). Ranks,
@@ -86,12 +88,13 @@ def _score(candidate: ScoredCandidate, name: str) -> float:
     return float(value) if value is not None else math.nan
 
 
-def candidate_warnings(candidates: list[ScoredCandidate]) -> list[list[str]]:
+def candidate_warnings(candidates: list[ScoredCandidate], diagnosis=None) -> list[list[str]]:
     """Per candidate (same order), the reasons it may not be chosen, in words; [] when none.
 
     Checks: non-finite scores; collapse (class_balance < COLLAPSE_BALANCE and < COLLAPSE_RELATIVE x source only's);
-    source accuracy more than MAX_SOURCE_ACCURACY_DROP below source only's. Source only is checked for collapse and
-    missing scores too (shown, never vetoed). Scores a candidate lacks are not checked.
+    source accuracy more than MAX_SOURCE_ACCURACY_DROP below source only's; importance weighting when the diagnosis
+    says the label shift is not credible (`getattr(diagnosis, "label_shift_credible", True)`). Source only is checked
+    for collapse and missing scores too (shown, never vetoed). Scores a candidate lacks are not checked.
 
     Raises:
         ValueError: no candidate has method "none".
@@ -116,6 +119,8 @@ def candidate_warnings(candidates: list[ScoredCandidate]) -> list[list[str]]:
         accuracy = _score(candidate, "source_accuracy")
         if candidate is not baseline and base_accuracy - accuracy > MAX_SOURCE_ACCURACY_DROP:
             found.append(f"source accuracy fell from {base_accuracy:.3f} (source only) to {accuracy:.3f}")
+        if candidate.importance_weighting and not getattr(diagnosis, "label_shift_credible", True):
+            found.append("importance weighting, but the shift diagnosis finds no credible label shift")
         warnings.append(found)
     return warnings
 
@@ -161,8 +166,8 @@ def select_candidate(candidates: list[ScoredCandidate], diagnosis=None) -> Selec
 
     Args:
         candidates: every trained candidate with its scores; exactly one (at least one) has method "none".
-        diagnosis: the shift diagnosis (`ShiftDiagnosis`) or None; read only as `getattr(diagnosis,
-            "gap_significant", True)` and `gap_p_value`.
+        diagnosis: the shift diagnosis (`ShiftDiagnosis`) or None; read only through `getattr` with defaults:
+            `gap_significant` (True), `gap_p_value`, `label_shift_credible` (True).
 
     Returns:
         `Selection(index, reason)`; index is source only's whenever the evidence for adapting is weak.
@@ -175,7 +180,7 @@ def select_candidate(candidates: list[ScoredCandidate], diagnosis=None) -> Selec
     no_gap = _no_gap(diagnosis)
     if no_gap:
         return Selection(base, no_gap)
-    warnings = candidate_warnings(candidates)
+    warnings = candidate_warnings(candidates, diagnosis)
     names = tuple(name for name in CONSENSUS if any(name in candidate.scores for candidate in candidates))
     ranks = mean_ranks(candidates, names)
     eligible = [i for i in range(len(candidates)) if i != base and not warnings[i]]
