@@ -165,7 +165,7 @@ def select_candidate(candidates: list[ScoredCandidate], diagnosis=None) -> Selec
     """The candidate to keep, by the rule in this module's docstring, and why.
 
     Args:
-        candidates: every trained candidate with its scores; exactly one (at least one) has method "none".
+        candidates: every trained candidate with its scores; at least one has method "none" (source only).
         diagnosis: the shift diagnosis (`ShiftDiagnosis`) or None; read only through `getattr` with defaults:
             `gap_significant` (True), `gap_p_value`, `label_shift_credible` (True).
 

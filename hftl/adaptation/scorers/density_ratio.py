@@ -71,15 +71,19 @@ def estimate_density_ratio(
     Args:
         source_train: (M, F) source features the domain classifier trains on, or None: then the held-out examples
             are split in two halves and each half is weighted by a classifier trained on the other (cross-fitting).
-        source_heldout: (N_s, F) the source examples to weight (the validation split); N_s >= 2.
-        target: (N_t, F) unlabelled target features; N_t >= 2.
+        source_heldout: (N_s, F) the source examples to weight (the validation split).
+        target: (N_t, F) unlabelled target features.
         seed: the subsample and the classifier's seed.
 
     Returns:
-        (N_s,) float64 weights; their mean is about 1 when the classifier is right and nothing was clipped.
+        (N_s,) float64 weights; their mean is about 1 when the classifier is right and nothing was clipped. All 1
+        (no re-weighting) when there are too few examples to fit a classifier (N_t < 2, or N_s < 4 without
+        `source_train`).
     """
     rng = np.random.default_rng(seed)
     target_fit = _subsample(target, rng)
+    if len(target) < 2 or (len(source_heldout) < 4 and (source_train is None or len(source_train) < 2)):
+        return np.ones(len(source_heldout))  # too few examples to fit a classifier: no re-weighting
     if source_train is not None and len(source_train) >= 2:
         return ratio_from_probability(_fit_predict(_subsample(source_train, rng), target_fit, source_heldout, seed))
     order = rng.permutation(len(source_heldout))

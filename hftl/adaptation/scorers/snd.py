@@ -20,13 +20,15 @@ MAX_EXAMPLES = 2000  # a seeded subsample of the target beyond this (the similar
 
 
 def soft_neighborhood_density(probabilities: np.ndarray, temperature: float = TEMPERATURE) -> float:
-    """SND of (N, C) target probabilities (N >= 2), in [0, log(N - 1)] nats, higher is better.
+    """SND of (N, C) target probabilities, in [0, log(N - 1)] nats (0 for N < 2), higher is better.
 
     Example:
         >>> round(soft_neighborhood_density(np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])), 4)  # log 2
         0.6931
     """
     p = np.asarray(probabilities, dtype=np.float64)
+    if len(p) < 2:
+        return 0.0  # no neighbours
     p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     similarity = p @ p.T / temperature
     np.fill_diagonal(similarity, -np.inf)
