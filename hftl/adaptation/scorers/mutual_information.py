@@ -10,6 +10,9 @@ arXiv 2208.07360, 2022.
 Why hftl adds it: entropy and SND reward a model that puts every target example in one class (their known failure);
 IM's first term falls to 0 for such a model, so IM ranks a collapsed candidate below a confident, diverse one
 without a separate veto. It reads target outputs only, so it complements DEV (which reads source labels and features).
+Known weakness: the diversity term is largest for evenly spread predictions, so under a label shift towards a skewed
+target prior IM prefers a model that predicts too evenly (SpamAssassin easy -> hard, 85% spam, `benchmarks/scorers.py`:
+IW-MMD, target accuracy 0.847, has IM 0.342 below MMD's 0.414 at 0.773); hence it is one vote of three in the rule.
 """
 
 from __future__ import annotations
