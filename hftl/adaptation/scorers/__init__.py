@@ -16,3 +16,9 @@ from hftl.adaptation.scorers.base import (
 __all__ = ["CandidateOutputs", "Scorer", "get_scorer", "register_scorer", "score_all", "scorer_names"]
 
 from hftl.adaptation.scorers import source_accuracy
+from hftl.adaptation.scorers import iwcv
+from hftl.adaptation.scorers import dev
+from hftl.adaptation.scorers import entropy
+from hftl.adaptation.scorers import snd
+from hftl.adaptation.scorers import mutual_information
+from hftl.adaptation.scorers import class_balance
