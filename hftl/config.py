@@ -116,7 +116,7 @@ class RunConfig:
         values = resolved_config(*parts, *[m for m in self.methods.values() if m is not None], self.training)
         values["push_to_hub"] = self.push_to_hub
         if self.layer_choice is not None:  # the flag as given: a resumed run chooses again, from the same features
-            values["feature_layer"] = "auto"
+            values.update(feature_layer="auto", **self.layer_choice.given)
         return values
 
     def resume_keys(self) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from hftl.errors import InputError
 
 DEFAULTS = dict(
     output_dir="outputs/diagnosis",
+    strategy="feature_extraction",  # frozen features: a sentence-transformers model's own sentence embedding
     ignore_mismatched_sizes=True,  # the head is never used: the features are its input
     per_device_eval_batch_size=64,
     report_to="none",
@@ -102,6 +103,7 @@ def diagnose(modality, flags: list[str]):
     from hftl.data.domains import load_data
     from hftl.inputs import build_inputs
     from hftl.modeling import load_model
+    from hftl.ranking.auto import choose_feature_layer
 
     config = resolve_config(modality, DEFAULTS, flags)
     if not config.adaptation.has_target:
@@ -110,6 +112,7 @@ def diagnose(modality, flags: list[str]):
         )
     set_seed(config.training.seed)
     data = load_data(modality, config)
+    config, _ = choose_feature_layer(modality, config, data)  # --feature_layer auto: ranked on the source train data
     loaded = load_model(modality, config, data.labels)
     inputs = build_inputs(modality, config, data, loaded.processor)
     shift = shift_of(loaded.model, loaded.processor, inputs, data, config)

@@ -23,6 +23,7 @@ PUSH_IGNORE_PATTERNS = [
     "checkpoint-*",
     ".checkpoint-*",  # a checkpoint save a kill interrupted (see hftl.trainer)
     "stage1/*",
+    "candidates/*",  # --adaptation auto: every candidate's weights, outputs and features
     "runs/*",
     "*.bin",
     "*.pt",

@@ -39,9 +39,10 @@ class SentencePoolingArguments:
         default="auto",
         metadata={
             "help": "Text: the classifier reads 'mean' / 'max' (over non-padding tokens) or 'cls' (first token) of "
-            "the last token states, or 'pooler' (the architecture's own head, e.g. BERT's tanh pooler). 'auto': the "
-            "pooling of a sentence-transformers folder (1_Pooling/config.json), else 'pooler'; a checkpoint with a "
-            "trained classifier keeps its head. Pooled models save as hftl_sentence_pooling (README).",
+            "the last token states, or 'pooler' (the architecture's own head, e.g. BERT's tanh pooler). 'auto': with "
+            "--strategy feature_extraction, the pooling of a sentence-transformers folder (1_Pooling/config.json); "
+            "else, and for a checkpoint with a trained classifier, 'pooler'. Pooled models save as "
+            "hftl_sentence_pooling (README).",
             "choices": SENTENCE_POOLING_CHOICES,
         },
     )

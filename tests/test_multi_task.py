@@ -257,6 +257,7 @@ def test_freeze_with_uncertainty_weights_and_lora_with_round_robin(tiny_bert_dir
         (["--problem_type", "multi_label_classification"], "--problem_type is not supported"),
         (["--hp_search_trials", "2"], "--hp_search_trials is not supported"),
         (["--train_file", "x.csv"], "--train_file is given beside --tasks"),
+        (["--feature_layer", "auto"], "--feature_layer auto is not supported with --tasks"),
         (["--load_best_model_at_end", "true", "--save_strategy", "epoch", "--eval_strategy", "epoch"], "best"),
     ],
 )

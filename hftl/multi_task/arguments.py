@@ -160,6 +160,11 @@ def check_multi_task_flags(values: dict[str, Any]) -> None:
         value = _plain(values.get(flag))
         if value is not None and value != fine:
             raise InputError(f"--{flag} is not supported with --tasks ({why}): drop it, or train one task alone.")
+    if values.get("feature_layer") == "auto":
+        raise InputError(
+            "--feature_layer auto is not supported with --tasks (it ranks layers on one task's labels): run `hftl "
+            "rank` on the task that matters most and pass --feature_layer N."
+        )
     given = [name for name in (*TOP_LEVEL_DATA_FLAGS, *_TARGET_FLAGS) if values.get(name)]
     if given:
         raise InputError(

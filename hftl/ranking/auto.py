@@ -22,6 +22,9 @@ AUTO = "auto"
 MAX_EXAMPLES = 2000  # source training examples the scores read (a seeded random subset)
 
 
+STRATEGY_LAYER_FLAGS = {"freeze": ("num_frozen_layers",), "two_stage": ("unfreeze_top_k",)}  # capped at the layer
+
+
 @dataclass(frozen=True)
 class LayerChoice:
     """The layer `--feature_layer auto` chose.
@@ -34,6 +37,7 @@ class LayerChoice:
     layer: int
     of: int
     rows: list[dict]
+    given: dict = dataclasses.field(default_factory=dict)  # strategy flags as given, before capping at the layer
 
     def metrics(self) -> dict[str, float]:
         """What `all_results.json` records: the layer, and the scores of the chosen candidate."""
@@ -111,11 +115,14 @@ def choose_feature_layer(modality, config, data):
     choice = LayerChoice(rows[0]["layer"], len(rows), rows)
     logger.info("--feature_layer auto (%s):\n%s", RANKING_RULE, format_table(rows))
     logger.info("--feature_layer auto chose encoder layer %d of %d.", choice.layer, choice.of)
-    strategy = dataclasses.replace(config.strategy, feature_layer=choice.layer)
-    frozen = strategy.num_frozen_layers
-    if strategy.strategy == "freeze" and frozen is not None and frozen > choice.layer:
-        logger.info("--num_frozen_layers %d capped at the chosen layer %d.", frozen, choice.layer)
-        strategy = dataclasses.replace(strategy, num_frozen_layers=choice.layer)
+    strategy, capped = dataclasses.replace(config.strategy, feature_layer=choice.layer), {}
+    for name in STRATEGY_LAYER_FLAGS.get(strategy.strategy, ()):  # freeze / two_stage: at most the layers kept
+        value = getattr(strategy, name)
+        if value is not None and value > choice.layer:
+            logger.info("--%s %d capped at the chosen layer %d.", name, value, choice.layer)
+            capped[name] = value
+            strategy = dataclasses.replace(strategy, **{name: choice.layer})
+    choice = dataclasses.replace(choice, given=capped)  # hftl_config.yaml keeps them: a rerun chooses and caps again
     return dataclasses.replace(config, strategy=strategy, layer_choice=choice), choice
 
 

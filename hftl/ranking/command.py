@@ -74,7 +74,12 @@ def rank(args: argparse.Namespace, flags: list[str]) -> list[dict]:
         raise InputError(f"--max_examples must be >= 2, got {args.max_examples}.")
     folder = os.path.dirname(os.path.abspath(args.output_file))
     modality = _modality(args.modality, flags)
-    defaults = {"output_dir": os.path.join(folder, "hftl_rank"), "per_device_eval_batch_size": 32}
+    defaults = {
+        "output_dir": os.path.join(folder, "hftl_rank"),
+        "per_device_eval_batch_size": 32,
+        "strategy": "feature_extraction",  # frozen features: a sentence-transformers model's own sentence embedding
+        "ignore_mismatched_sizes": True,  # the head is never used: the features are its input
+    }
     configs = [resolve_config(modality, defaults, [*flags, "--model_name_or_path", m]) for m in args.model_name_or_path]
     data = load_data(modality, configs[0])
     rows = []

@@ -31,7 +31,8 @@ class AutoAdaptationArguments:
         metadata={
             "help": "--adaptation auto: also try the importance-weighted form of each candidate (label-shift "
             "correction): when_credible (only when the shift diagnosis finds a credible label shift; never without "
-            "a diagnosis), always, or never."
+            "a diagnosis), always (trained and scored; the rule still sets them aside when the diagnosis finds no "
+            "credible label shift), or never."
         },
     )
     auto_score_samples: int = field(
