@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from hftl.adaptation.methods import AlignmentLoss, DomainOutputs
 from hftl.features import capture_inputs
+from hftl.wrapping import ClassifierWrapper
 
 TARGET_PREFIX = "target_"
 
@@ -31,7 +32,7 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: 
     return (F.cross_entropy(logits.float(), labels, reduction="none") * w).sum() / w.sum().clamp_min(1e-6)
 
 
-class AdaptationTask(nn.Module):
+class AdaptationTask(ClassifierWrapper):
     """A classifier trained with an optional alignment loss and optional class importance weights.
 
     Each training batch holds source inputs (with `labels`) and target inputs (keys prefixed `target_`, no labels).
@@ -74,21 +75,6 @@ class AdaptationTask(nn.Module):
         self.register_buffer("class_weights", weights)
         loss_weights = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32)
         self.register_buffer("loss_weights", loss_weights, persistent=False)  # from the flags and data: not saved
-
-    @property
-    def config(self):  # lets the Trainer read the classifier's config
-        return getattr(self.classifier, "config", None)
-
-    def state_dict(self, *args, **kwargs):
-        """The state, every tensor contiguous (channels-last weights too): the Trainer saves it with safetensors."""
-        state = super().state_dict(*args, **kwargs)
-        return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
-
-    def gradient_checkpointing_enable(self, **kwargs) -> None:
-        self.classifier.gradient_checkpointing_enable(**kwargs)
-
-    def gradient_checkpointing_disable(self) -> None:
-        self.classifier.gradient_checkpointing_disable()
 
     def _classify(self, inputs: dict[str, torch.Tensor]) -> DomainOutputs:
         with capture_inputs(self.classifier.get_submodule(self.feature_layer)) as captured:

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hftl.features import capture_inputs
+from hftl.wrapping import ClassifierWrapper
 
 
 class UncertaintyWeighting(nn.Module):
@@ -44,7 +45,7 @@ class UncertaintyWeighting(nn.Module):
         return (terms * present.to(terms.dtype)).sum()
 
 
-class MultiTaskModel(nn.Module):
+class MultiTaskModel(ClassifierWrapper):
     """A classifier shared by several tasks: task t's logits are head t applied to the classifier's features.
 
     Args:
@@ -67,21 +68,6 @@ class MultiTaskModel(nn.Module):
         self.heads = nn.ModuleList(heads)
         self.register_buffer("task_weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
         self.weighting = UncertaintyWeighting(len(weights)) if uncertainty else None
-
-    @property
-    def config(self):  # lets the Trainer read the classifier's config
-        return getattr(self.classifier, "config", None)
-
-    def state_dict(self, *args, **kwargs):
-        """The state, every tensor contiguous: the Trainer saves it with safetensors."""
-        state = super().state_dict(*args, **kwargs)
-        return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
-
-    def gradient_checkpointing_enable(self, **kwargs) -> None:
-        self.classifier.gradient_checkpointing_enable(**kwargs)
-
-    def gradient_checkpointing_disable(self) -> None:
-        self.classifier.gradient_checkpointing_disable()
 
     def head(self, task: int) -> nn.Linear:
         """Task `task`'s classification layer."""
