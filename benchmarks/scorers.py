@@ -9,6 +9,11 @@ candidate's scores and accuracy, each scorer's Spearman correlation with the tru
 target accuracy of the candidate each scorer alone would pick, and what `select_candidate` keeps (and why).
 
     HF_HUB_OFFLINE=1 python benchmarks/scorers.py [--pairs text] [--seeds 0 1 2] [--max_train_samples 600]
+
+`--from_auto_runs DIR` trains nothing: it reads the `adaptation_selection.json` of every `--adaptation auto` run
+that `benchmarks/domain_adaptation.py --output_dir DIR` made (`DIR/<pair>/auto/seed<S>/`: its candidates' scores and
+their true target accuracy, recorded there for comparison only) and prints the same tables, with the choice that
+run made (its diagnosis included).
 """
 
 from __future__ import annotations
@@ -161,6 +166,48 @@ def _print(pair: str, seed: int, rows: list[dict], summary: dict) -> None:
     )
 
 
+def _auto_runs(directory: str) -> list[dict]:
+    """Every auto run of a domain-adaptation benchmark folder: its candidates as rows, and its own choice."""
+    results = []
+    for pair in sorted(os.listdir(directory)):
+        auto_dir = os.path.join(directory, pair, "auto")
+        for seed_dir in sorted(os.listdir(auto_dir)) if os.path.isdir(auto_dir) else []:
+            path = os.path.join(auto_dir, seed_dir, "adaptation_selection.json")
+            if not os.path.isfile(path):
+                continue
+            with open(path, encoding="utf-8") as handle:
+                record = json.load(handle)
+            rows = [
+                dict(name=c["name"], method=c["method"], trade_off=c["trade_off"], iw=c["importance_weighting"],
+                     target_accuracy=c["target_test_never_used_for_choice"]["accuracy"], scores=c["scores"])
+                for c in record["candidates"]
+            ]  # fmt: skip
+            summary = _report(rows)
+            accuracy = rows[record["chosen_index"]]["target_accuracy"]
+            summary["select_candidate"] = {"pick": record["chosen"]["name"], "reason": record["reason"]}
+            summary["select_candidate"]["pick_accuracy"] = accuracy
+            seed = int(seed_dir.removeprefix("seed"))
+            _print(pair, seed, rows, summary)
+            results.append({"pair": pair, "seed": seed, "candidates": rows, "summary": summary})
+    return results
+
+
+def _mean_table(results: list[dict]) -> None:
+    """Per pair, the mean over seeds of each scorer's Spearman correlation and of its pick's target accuracy."""
+    names = scorer_names()
+    print("\n| pair (seeds) | " + " | ".join(names) + " | select_candidate | best in hindsight | source only |")
+    print("|---|" + "---|" * (len(names) + 3))
+    for pair in sorted({r["pair"] for r in results}):
+        runs = [r["summary"] for r in results if r["pair"] == pair]
+        cells = [
+            f"{np.nanmean([s[n]['spearman'] for s in runs]):.2f} / {np.mean([s[n]['pick_accuracy'] for s in runs]):.3f}"
+            for n in names
+        ]
+        tail = [np.mean([s[k] for s in runs]) for k in ("best_accuracy", "source_only_accuracy")]
+        chosen = np.mean([s["select_candidate"]["pick_accuracy"] for s in runs])
+        print(f"| {pair} ({len(runs)}) | " + " | ".join(cells) + f" | {chosen:.3f} | {tail[0]:.3f} | {tail[1]:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["text"], choices=list(PAIRS))
@@ -168,7 +215,12 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=[c[0] for c in CANDIDATES])
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "benchmarks", "runs", "scorers"))
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="More recipe flags for every run.")
+    parser.add_argument("--from_auto_runs", default=None, help="Score the auto runs of this benchmark folder instead.")
     options = parser.parse_args()
+    if options.from_auto_runs:
+        results = _auto_runs(options.from_auto_runs)
+        _mean_table(results)
+        return
     results = []
     for pair in options.pairs:
         for seed in options.seeds:

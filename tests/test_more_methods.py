@@ -130,6 +130,15 @@ def test_mcc_known_values():
     assert class_confusion_loss(logits, t).item() == pytest.approx((c.sum() - c.trace()).item() / 3, rel=1e-5)
 
 
+def test_mcc_stays_finite_when_a_class_is_never_predicted():
+    # class 2's probability underflows to 0 in float32 on every example: 0 / 0 before the fix, NaN for the whole run
+    logits = torch.tensor([[300.0, 0.0, -300.0], [0.0, 300.0, -300.0], [5.0, 1.0, -300.0]], requires_grad=True)
+    loss = class_confusion_loss(logits)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert loss.item() == pytest.approx(class_confusion_loss(logits[:, :2].detach()).item() * 2 / 3, abs=1e-6)
+
+
 def test_mcc_reads_the_target_logits_only():
     torch.manual_seed(0)
     mcc = _method("mcc", mcc_temperature=2.0)

@@ -38,7 +38,9 @@ def class_confusion_loss(logits: torch.Tensor, temperature: float = 2.5) -> torc
       examples count more;
     - class correlation `M = p^T diag(w) p` (C, C), then each row divided by its sum (M is symmetric, so this is the
       paper's column normalisation transposed, and the loss is the same);
-    - loss `(sum(M) - trace(M)) / C`: the mass between different classes, 0 when every example is one-hot.
+    - loss `(sum(M) - trace(M)) / C`: the mass between different classes, 0 when every example is one-hot. A class
+      whose probability underflows to 0 on every example of the batch has a zero row, not 0 / 0 (tllib's code gives
+      NaN there: a confident head on 5 classes did, after 20 epochs on the speech pair).
 
     Shape:
         logits: (N, C). Returns a scalar in [0, 1).
@@ -56,7 +58,8 @@ def class_confusion_loss(logits: torch.Tensor, temperature: float = 2.5) -> torc
         weights = 1.0 + torch.exp(-entropy)
         weights = len(p) * weights / weights.sum()
         confusion = (p * weights[:, None]).T @ p
-        confusion = confusion / confusion.sum(dim=1, keepdim=True)
+        # a class no example predicts (its probabilities underflow to 0) has a zero row: it confuses nothing
+        confusion = confusion / confusion.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
         return (confusion.sum() - confusion.trace()) / num_labels
 
 
