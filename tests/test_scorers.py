@@ -174,6 +174,24 @@ def test_selection_keeps_source_only_when_the_diagnosis_sees_no_gap(scored):
     assert no_label_shift.index == 0 and "no credible label shift" in no_label_shift.reason
 
 
+def test_selection_reads_class_balance_not_snd_without_a_credible_label_shift():
+    # the speech pair's pattern: source only fits the synthetic source perfectly (DEV risk ~0) and puts the target
+    # into few classes (tight clusters: the best SND); the aligned candidate is balanced, with a DEV risk of 0.001
+    base = {"source_accuracy": 1.0, "dev": -0.0, "im": 1.03, "snd": 6.5, "class_balance": 0.66}
+    aligned = {"source_accuracy": 1.0, "dev": -0.001, "im": 1.56, "snd": 6.0, "class_balance": 0.99}
+    candidates = [_scored("none", base), _scored("mmd@1.0", aligned)]
+    covariate = select_candidate(candidates, SimpleNamespace(label_shift_credible=False))
+    assert covariate.index == 1 and "class_balance" in covariate.reason, covariate.reason
+    label_shift = select_candidate(candidates, SimpleNamespace(label_shift_credible=True))
+    assert label_shift.index == 0 and "no adapted candidate ranks above it" in label_shift.reason, label_shift.reason
+    # the absolute DEV margin lets a 0.001-nat rise pass, not a 0.1-nat one
+    riskier = aligned | {"dev": -0.1}
+    vetoed = select_candidate(
+        [_scored("none", base), _scored("mmd@1.0", riskier)], SimpleNamespace(label_shift_credible=False)
+    )
+    assert vetoed.index == 0 and "DEV" in vetoed.reason, vetoed.reason
+
+
 def test_selection_safety_net_on_weak_evidence():
     base = {"source_accuracy": 0.95, "dev": -0.40, "im": 0.50, "snd": 5.0, "class_balance": 1.0}
     confident_but_riskier = base | {"dev": -0.60, "im": 0.70, "snd": 6.0}  # wins IM, SND; DEV risk +50%

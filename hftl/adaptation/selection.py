@@ -20,15 +20,28 @@ The rule, and why:
    moves a rank by at most the number of candidates. Musgrave et al. (arXiv 2208.07360, 2022) find no single
    validator reliable across tasks; the issue cites skada's benchmark, where the best single scorer beats source
    only in about a third of the runs.
+   When the diagnosis finds no credible label shift, the target classes should keep the source's proportions, and
+   `COVARIATE_CONSENSUS` replaces SND by class balance: SND rewards tight target clusters, and source only's
+   collapsed target predictions are exactly that (on the speech and digit pairs, source only put the target into
+   far fewer classes, class balance 0.66 and 0.73 against 0.96 to 0.99 for the aligned candidates, and SND ranked it
+   first, while every aligned candidate gained 25 to 29 points).
 4. **The evidence must be clear** for the best-ranked remaining candidate to replace source only: a better mean rank
    than source only, better than source only on at least `MIN_WINS` of the consensus scores, and DEV not worse than
-   source only's by more than `DEV_TOLERANCE` (relative): methods that minimise target entropy (self-training, MCC,
-   CDAN+E) win IM and SND by construction, so those two alone are not enough when the one scorer that reads labels
-   says the target risk rose. Otherwise source only is kept and `reason` says which test failed.
+   source only's by more than `DEV_TOLERANCE` (relative) plus `DEV_TOLERANCE_NATS` (absolute: a source fitted
+   perfectly has a DEV risk of ~0, where a relative margin alone vetoes every candidate): methods that minimise
+   target entropy (self-training, MCC, CDAN+E) win IM and SND by construction, so those two alone are not enough
+   when the one scorer that reads labels says the target risk rose. Otherwise source only is kept and `reason` says
+   which test failed.
+
+How it was designed: steps 1-4 with SND in every case and a relative DEV margin only, before any benchmark; the
+covariate consensus and the absolute margin were added after seed 0 of the benchmark's pairs showed the failures
+described in 3 and 4 (`benchmarks/RESULTS.md` gives the figures before and after, and which seeds were unseen).
 
 Known limits: a candidate that aligned the classes the wrong way round (confident, balanced, wrong) can pass every
 label-free test; nothing that reads no target label can rule that out, which is why the bar to leave source only is
-high.
+high. Under a strong label shift (the spam pair) IM's diversity term, which assumes balanced target classes, ranks
+the label-shift-corrected candidates low, and DEV tracks the target accuracy poorly: the rule's pick there is 6
+points below the best candidate in hindsight.
 """
 
 from __future__ import annotations
@@ -39,8 +52,10 @@ from dataclasses import dataclass
 import numpy as np
 
 CONSENSUS = ("dev", "im", "snd")  # the scores whose mean rank orders the candidates
+COVARIATE_CONSENSUS = ("dev", "im", "class_balance")  # the same when the diagnosis finds no credible label shift
 MIN_WINS = 2  # of the consensus scores, on which the pick must beat source only
 DEV_TOLERANCE = 0.25  # relative rise of DEV's target-risk estimate over source only's that vetoes the pick
+DEV_TOLERANCE_NATS = 0.05  # ... plus this absolute margin (nats of cross-entropy)
 COLLAPSE_BALANCE = 0.5  # class_balance below this, and below COLLAPSE_RELATIVE x source only's, is a collapse
 COLLAPSE_RELATIVE = 0.75
 MAX_SOURCE_ACCURACY_DROP = 0.05  # absolute, below source only's source validation accuracy
@@ -153,10 +168,11 @@ def _weak_evidence(pick: ScoredCandidate, baseline: ScoredCandidate, names: tupl
     if len(wins) < needed:
         return f"it beats source only on {len(wins)} of {len(names)} scores ({', '.join(names)}), {needed} needed"
     dev_pick, dev_base = _score(pick, "dev"), _score(baseline, "dev")
-    if math.isfinite(dev_pick) and math.isfinite(dev_base) and -dev_pick > -dev_base * (1 + DEV_TOLERANCE) + 1e-12:
+    limit = -dev_base * (1 + DEV_TOLERANCE) + DEV_TOLERANCE_NATS
+    if math.isfinite(dev_pick) and math.isfinite(dev_base) and -dev_pick > limit + 1e-12:
         return (
             f"DEV estimates its target risk at {-dev_pick:.3f}, above source only's {-dev_base:.3f} by more than "
-            f"{DEV_TOLERANCE:.0%}"
+            f"{DEV_TOLERANCE:.0%} + {DEV_TOLERANCE_NATS}"
         )
     return None
 
@@ -181,7 +197,8 @@ def select_candidate(candidates: list[ScoredCandidate], diagnosis=None) -> Selec
     if no_gap:
         return Selection(base, no_gap)
     warnings = candidate_warnings(candidates, diagnosis)
-    names = tuple(name for name in CONSENSUS if any(name in candidate.scores for candidate in candidates))
+    consensus = CONSENSUS if getattr(diagnosis, "label_shift_credible", True) else COVARIATE_CONSENSUS
+    names = tuple(name for name in consensus if any(name in candidate.scores for candidate in candidates))
     ranks = mean_ranks(candidates, names)
     eligible = [i for i in range(len(candidates)) if i != base and not warnings[i]]
     if not eligible:
