@@ -12,8 +12,9 @@ target accuracy of the candidate each scorer alone would pick, and what `select_
 
 `--from_auto_runs DIR` trains nothing: it reads the `adaptation_selection.json` of every `--adaptation auto` run
 that `benchmarks/domain_adaptation.py --output_dir DIR` made (`DIR/<pair>/auto/seed<S>/`: its candidates' scores and
-their true target accuracy, recorded there for comparison only) and prints the same tables, with the choice that
-run made (its diagnosis included).
+their true target accuracy, recorded there for comparison only) and prints the same tables, with what today's
+`select_candidate` keeps given that run's diagnosis (the scores do not depend on the rule, so this is the choice a
+rerun would make) and, in the JSON, the choice the run itself recorded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -133,7 +135,7 @@ def _spearman(x: list[float], y: list[float]) -> float:
     return float(value) if np.isfinite(value) else float("nan")
 
 
-def _report(rows: list[dict]) -> dict:
+def _report(rows: list[dict], diagnosis=None) -> dict:
     """Per scorer: Spearman correlation with the true accuracy, and the accuracy of the candidate it alone picks;
     and `select_candidate`'s pick."""
     accuracy = [row["target_accuracy"] for row in rows]
@@ -142,7 +144,7 @@ def _report(rows: list[dict]) -> dict:
         values = [row["scores"][name] for row in rows]
         summary[name] = {"spearman": _spearman(values, accuracy), "pick_accuracy": accuracy[int(np.nanargmax(values))]}
     scored = [ScoredCandidate(r["name"], r["method"], r["trade_off"], r["iw"], r["scores"]) for r in rows]
-    selection = select_candidate(scored)
+    selection = select_candidate(scored, diagnosis)
     summary["select_candidate"] = {"pick": rows[selection.index]["name"], "reason": selection.reason}
     summary["select_candidate"]["pick_accuracy"] = accuracy[selection.index]
     summary["source_only_accuracy"], summary["best_accuracy"] = accuracy[0], max(accuracy)
@@ -182,10 +184,9 @@ def _auto_runs(directory: str) -> list[dict]:
                      target_accuracy=c["target_test_never_used_for_choice"]["accuracy"], scores=c["scores"])
                 for c in record["candidates"]
             ]  # fmt: skip
-            summary = _report(rows)
-            accuracy = rows[record["chosen_index"]]["target_accuracy"]
-            summary["select_candidate"] = {"pick": record["chosen"]["name"], "reason": record["reason"]}
-            summary["select_candidate"]["pick_accuracy"] = accuracy
+            summary = _report(rows, SimpleNamespace(**record["diagnosis"]) if record.get("diagnosis") else None)
+            summary["recorded_choice"] = {"pick": record["chosen"]["name"], "reason": record["reason"]}
+            summary["recorded_choice"]["pick_accuracy"] = rows[record["chosen_index"]]["target_accuracy"]
             seed = int(seed_dir.removeprefix("seed"))
             _print(pair, seed, rows, summary)
             results.append({"pair": pair, "seed": seed, "candidates": rows, "summary": summary})
