@@ -176,7 +176,7 @@ def main() -> None:
     )
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="More recipe flags for every run.")
     args = parser.parse_args()
-    args.auto_flags = ["--auto_trade_offs", *args.auto_trade_offs] if args.auto_trade_offs else []
+    auto_flags = ["--auto_trade_offs", *args.auto_trade_offs] if args.auto_trade_offs else []
 
     cache_dir = os.path.join(args.output_dir, "feature_cache")
     results_path = os.path.join(args.output_dir, "results.json")
@@ -193,7 +193,7 @@ def main() -> None:
                 if seed in done_seeds:
                     continue
                 output_dir = os.path.join(args.output_dir, name, method, f"seed{seed}")
-                extra = [*args.extra, *(args.auto_flags if method == "auto" else [])]
+                extra = [*args.extra, *(auto_flags if method == "auto" else [])]
                 figures = run(PAIRS[name], method, seed, output_dir, cache_dir, extra)
                 runs.append({"seed": seed, **figures, **({"extra_flags": extra} if extra else {})})
                 print(f"{name} {method} seed {seed}: {figures}", flush=True)

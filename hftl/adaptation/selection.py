@@ -103,6 +103,11 @@ def _score(candidate: ScoredCandidate, name: str) -> float:
     return float(value) if value is not None else math.nan
 
 
+def _label_shift_credible(diagnosis) -> bool:
+    """Whether the diagnosis finds a credible label shift; True without a diagnosis (nothing says otherwise)."""
+    return bool(getattr(diagnosis, "label_shift_credible", True))
+
+
 def candidate_warnings(candidates: list[ScoredCandidate], diagnosis=None) -> list[list[str]]:
     """Per candidate (same order), the reasons it may not be chosen, in words; [] when none.
 
@@ -134,7 +139,7 @@ def candidate_warnings(candidates: list[ScoredCandidate], diagnosis=None) -> lis
         accuracy = _score(candidate, "source_accuracy")
         if candidate is not baseline and base_accuracy - accuracy > MAX_SOURCE_ACCURACY_DROP:
             found.append(f"source accuracy fell from {base_accuracy:.3f} (source only) to {accuracy:.3f}")
-        if candidate.importance_weighting and not getattr(diagnosis, "label_shift_credible", True):
+        if candidate.importance_weighting and not _label_shift_credible(diagnosis):
             found.append("importance weighting, but the shift diagnosis finds no credible label shift")
         warnings.append(found)
     return warnings
@@ -197,7 +202,7 @@ def select_candidate(candidates: list[ScoredCandidate], diagnosis=None) -> Selec
     if no_gap:
         return Selection(base, no_gap)
     warnings = candidate_warnings(candidates, diagnosis)
-    consensus = CONSENSUS if getattr(diagnosis, "label_shift_credible", True) else COVARIATE_CONSENSUS
+    consensus = CONSENSUS if _label_shift_credible(diagnosis) else COVARIATE_CONSENSUS
     names = tuple(name for name in consensus if any(name in candidate.scores for candidate in candidates))
     ranks = mean_ranks(candidates, names)
     eligible = [i for i in range(len(candidates)) if i != base and not warnings[i]]
