@@ -9,7 +9,8 @@ Task sets (built-in data, packaged models; the first rows of each fixed train sp
 
 For each set and seed: one multi-task run (`--tasks`, `--task_sampling`, fixed weights 1) for --num_train_epochs, then
 each task alone with `--max_steps` = the multi-task run's step count. The table gives test accuracy; the targets: the
-poor task gains, the rich task loses at most 1 point.
+poor task gains, the rich task loses at most 1 point. A finished (set, seed) is saved in its folder's `row.json`, so
+an interrupted benchmark resumes where it stopped when rerun with the same flags.
 
     HF_HUB_OFFLINE=1 python benchmarks/multi_task.py                       # the full run: 3 seeds, both sets
     HF_HUB_OFFLINE=1 python benchmarks/multi_task.py --seeds 1 --rich_samples 800 --poor_samples 200 \\
@@ -61,6 +62,12 @@ def run_set(name: str, args, seed: int) -> dict[str, float]:
     recipe, poor, rich, recipe_flags = TASK_SETS[name]
     folder = os.path.join(args.output_dir, name, f"seed{seed}")
     os.makedirs(folder, exist_ok=True)
+    done = os.path.join(folder, "row.json")
+    if os.path.exists(done):  # resume: a finished (set, seed) under the same flags is not trained again
+        with open(done, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        if saved["flags"] == _row_flags(args):
+            return saved["row"]
     tasks = [
         {"name": "poor", "dataset_name": poor, "max_train_samples": args.poor_samples},
         {"name": "rich", "dataset_name": rich, "max_train_samples": args.rich_samples},
@@ -79,7 +86,14 @@ def run_set(name: str, args, seed: int) -> dict[str, float]:
                        "--max_steps", str(steps), *common]  # fmt: skip
         alone, _ = _run(recipe, os.path.join(folder, f"{task['name']}_alone"), alone_flags)
         row[f"{task['name']}_alone"] = alone["test_accuracy"]
+    with open(done, "w", encoding="utf-8") as handle:
+        json.dump({"flags": _row_flags(args), "row": row}, handle, indent=2)
     return row
+
+
+def _row_flags(args) -> dict:
+    """The flags a (set, seed) row depends on: a row saved under other flags is trained again."""
+    return {key: value for key, value in vars(args).items() if key not in ("sets", "seeds", "output_dir")}
 
 
 def table(rows: dict[tuple[str, int], dict]) -> str:

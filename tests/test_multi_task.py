@@ -5,6 +5,7 @@ training does not support is refused before any model loads."""
 
 import csv
 import json
+import logging
 import os
 import random
 import signal
@@ -224,11 +225,13 @@ def test_a_killed_multi_task_run_resumes_to_the_uninterrupted_weights(
         assert_same_weights(output_dir / "tasks" / name, two_task_run[0] / "tasks" / name)
 
 
-def test_freeze_with_uncertainty_weights_and_lora_with_round_robin(tiny_bert_dir, tasks_config, tmp_path):
+def test_freeze_with_uncertainty_weights_and_lora_with_round_robin(tiny_bert_dir, tasks_config, tmp_path, caplog):
     frozen = tmp_path / "freeze"
     quick = ["--num_train_epochs", "1", "--save_strategy", "no", "--do_predict", "false"]
     args = _args(tiny_bert_dir, tasks_config, frozen, *quick, "--strategy", "freeze", "--num_frozen_layers", "2")
-    run_classification(TextModality(), DEFAULTS, [*args, "--task_weighting", "uncertainty"])
+    with caplog.at_level(logging.WARNING, logger="hftl"):
+        run_classification(TextModality(), DEFAULTS, [*args, "--task_weighting", "uncertainty"])
+    assert "the tasks' `weight` keys are ignored" in caplog.text  # the fixture's second task sets weight 0.5
     before = load_file(os.path.join(tiny_bert_dir, "model.safetensors"))
     after = load_file(frozen / "tasks" / "trend" / "model.safetensors")
     key = next(k for k in before if "layer.0.attention" in k and k.endswith("weight"))

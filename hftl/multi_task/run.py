@@ -61,6 +61,8 @@ def build_model(modality, config, tasks: list[Task], loaded: LoadedModel) -> tup
     modality.after_strategy(classifier, config.inputs)
     keep_gradients_flowing(classifier, config.training)
     uncertainty = config.multi_task.task_weighting == "uncertainty"
+    if uncertainty and any(task.weight != 1.0 for task in tasks):
+        logger.warning("--task_weighting uncertainty learns the task weights: the tasks' `weight` keys are ignored.")
     model = MultiTaskModel(classifier, wrapped_name(classifier, layer.name), heads, [t.weight for t in tasks],
                            uncertainty)  # fmt: skip
     return model, layer.name
