@@ -10,6 +10,7 @@ import numpy as np
 from hftl.calibration import calibration_metrics, class_probabilities
 from hftl.evaluation import write_predictions
 from hftl.metrics import flat_per_class, logits_of, per_class_report, save_report
+from hftl.multi_task.batch_norm import using_statistics
 from hftl.multi_task.export import task_dir
 from hftl.multi_task.sampling import TaskSplit
 
@@ -39,9 +40,10 @@ def evaluate_task_split(trainer, task, dataset, prefix: str, output_dir: str) ->
     return metrics
 
 
-def evaluate_tasks(trainer, tasks, inputs, training, train_metrics: dict[str, float]) -> dict[str, float]:
+def evaluate_tasks(trainer, tasks, inputs, training, train_metrics: dict[str, float], statistics=None) -> dict:
     """Training metrics, then every task's validation (`--do_eval`) and test (`--do_predict`) metrics, logged and
-    written to `eval_results.json`, `test_results.json` and `all_results.json` as single-task runs write them."""
+    written to `eval_results.json`, `test_results.json` and `all_results.json` as single-task runs write them. Each
+    task is evaluated with its own BatchNorm `statistics` (`hftl.multi_task.batch_norm`) when given."""
     metrics: dict[str, float] = {}
     if training.do_train:
         trainer.log_metrics("train", train_metrics)
@@ -53,7 +55,8 @@ def evaluate_tasks(trainer, tasks, inputs, training, train_metrics: dict[str, fl
         for task, task_inputs in zip(tasks, inputs, strict=True):
             dataset = task_inputs.source.plain.get(split)
             if wanted and dataset is not None:
-                found.update(evaluate_task_split(trainer, task, dataset, prefix, training.output_dir))
+                with using_statistics(trainer.model.classifier, statistics[task.index] if statistics else None):
+                    found.update(evaluate_task_split(trainer, task, dataset, prefix, training.output_dir))
         if found:
             trainer.log_metrics(prefix, found)
             trainer.save_metrics(prefix, found)

@@ -12,6 +12,7 @@ import os
 from torch import nn
 
 from hftl.modelcard import model_card
+from hftl.multi_task.batch_norm import using_statistics
 from hftl.multi_task.model import MultiTaskModel
 from hftl.strategies import get_strategy
 
@@ -48,11 +49,14 @@ def task_classifier(plain: nn.Module, layer_name: str, model: MultiTaskModel, ta
     return classifier
 
 
-def export_tasks(model: MultiTaskModel, layer_name: str, tasks, processor, output_dir: str) -> list[str]:
+def export_tasks(model: MultiTaskModel, layer_name: str, tasks, processor, output_dir: str,
+                 statistics=None) -> list[str]:  # fmt: skip
     """Save every task's classifier and the processor into `tasks/<name>/` (main process only).
 
     Args:
         model: the trained multi-task model; layer_name: the classification layer's name in the plain classifier.
+        statistics: each task's BatchNorm statistics (`hftl.multi_task.batch_norm.task_statistics`), saved with its
+            classifier; None: the shared ones.
 
     Returns:
         The folders written.
@@ -62,7 +66,8 @@ def export_tasks(model: MultiTaskModel, layer_name: str, tasks, processor, outpu
     for task in tasks:
         folder = task_dir(output_dir, task.name)
         classifier = task_classifier(plain, layer_name, model, task)
-        classifier.save_pretrained(folder)
+        with using_statistics(classifier, statistics[task.index] if statistics else None):
+            classifier.save_pretrained(folder)
         processor.save_pretrained(folder)
         folders.append(folder)
         logger.info("Saved task '%s' (%d classes) to %s", task.name, task.num_labels, folder)

@@ -1,8 +1,8 @@
 """A multi-task run (`--tasks`), as named steps like the single-task one (`hftl.pipeline`):
 
 config -> output folder -> every task's data -> the model (first task's classifier) and one head per other task
--> inputs -> strategy -> train (one task per batch) -> export one classifier per task -> evaluate every task
--> cards
+-> inputs -> strategy -> train (one task per batch) -> each task's BatchNorm statistics -> export one classifier per
+task -> evaluate every task -> cards
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hftl.context import FeatureLayer
 from hftl.errors import InputError
 from hftl.features import wrapped_name
 from hftl.modeling import LoadedModel, load_model
+from hftl.multi_task.batch_norm import task_statistics
 from hftl.multi_task.data import Task, load_tasks, task_inputs
 from hftl.multi_task.evaluation import evaluate_tasks
 from hftl.multi_task.export import export_tasks, save_cards
@@ -110,19 +111,29 @@ def run_multi_task(modality, config) -> dict[str, float]:
     start_output_dir(config)
     trainer, train_metrics = train_tasks(model, tasks, inputs, loaded.processor, config)
     train_metrics.update(trainable_parameters=counts[0], total_parameters=counts[1])
+    statistics = _batch_norm_statistics(model, inputs, config.training)
     run, output_dir = MultiTaskRun(modality, config, loaded), config.training.output_dir
     if trainer.is_world_process_zero():
         with output_writes(output_dir, "the task classifiers"):
-            export_tasks(model, layer_name, tasks, loaded.processor, output_dir)
+            export_tasks(model, layer_name, tasks, loaded.processor, output_dir, statistics)
             save_cards(run, tasks, None, counts)
     try:
-        metrics = evaluate_tasks(trainer, tasks, inputs, config.training, train_metrics)
+        metrics = evaluate_tasks(trainer, tasks, inputs, config.training, train_metrics, statistics)
         if trainer.is_world_process_zero():
             with output_writes(output_dir, "the model cards"):
                 save_cards(run, tasks, metrics, counts)
     finally:
         _finish(trainer)
     return metrics
+
+
+def _batch_norm_statistics(model: MultiTaskModel, inputs, training):
+    """Each task's BatchNorm statistics after training (`hftl.multi_task.batch_norm`); None without training or
+    without BatchNorm layers."""
+    if not training.do_train:
+        return None
+    datasets = [i.source.plain["train"] for i in inputs]
+    return task_statistics(model.classifier, datasets, inputs[0].collator, training.per_device_eval_batch_size)
 
 
 def _finish(trainer) -> None:
