@@ -62,7 +62,7 @@ def task_statistics(classifier: nn.Module, datasets: list, collator, batch_size:
     layers = batch_norm_layers(classifier)
     if not layers:
         return None
-    device, mixed, was_training = next(classifier.parameters()).device, _snapshot(layers), classifier.training
+    parameter, mixed, was_training = next(classifier.parameters()), _snapshot(layers), classifier.training
     momenta = [layer.momentum for layer in layers]
     found = []
     try:
@@ -73,7 +73,7 @@ def task_statistics(classifier: nn.Module, datasets: list, collator, batch_size:
         for dataset in datasets:
             for layer in layers:
                 layer.reset_running_stats()
-            _forward(classifier, dataset, collator, batch_size, device)
+            _forward(classifier, dataset, collator, batch_size, parameter)
             found.append(_snapshot(layers))
     finally:
         _load(layers, mixed)
@@ -84,14 +84,16 @@ def task_statistics(classifier: nn.Module, datasets: list, collator, batch_size:
     return found
 
 
-def _forward(classifier: nn.Module, dataset, collator, batch_size: int, device) -> None:
+def _forward(classifier: nn.Module, dataset, collator, batch_size: int, parameter: torch.Tensor) -> None:
+    """One pass over the first `MAX_EXAMPLES` rows; float inputs take the parameters' device and dtype."""
     rows = Subset(dataset, range(min(len(dataset), MAX_EXAMPLES)))
     collate = TaskCollator(collator)
     loader = DataLoader(rows, batch_size=batch_size, collate_fn=lambda f: collate([{**x, TASK_IDS: 0} for x in f]))
     with torch.no_grad():
         for batch in loader:
-            inputs = {k: v.to(device) for k, v in batch.items() if k not in ("labels", TASK_IDS) and torch.is_tensor(v)}
-            classifier(**inputs)
+            tensors = {k: v for k, v in batch.items() if k not in ("labels", TASK_IDS) and torch.is_tensor(v)}
+            classifier(**{k: v.to(parameter.device, parameter.dtype if v.is_floating_point() else v.dtype)
+                          for k, v in tensors.items()})  # fmt: skip
 
 
 @contextlib.contextmanager
