@@ -3,6 +3,7 @@ used by both the run's evaluation and the exported classifiers."""
 
 from __future__ import annotations
 
+import copy
 import csv
 
 import numpy as np
@@ -46,14 +47,34 @@ def test_each_task_gets_the_mean_and_variance_of_its_own_data_and_the_model_is_l
     for rows, (mean, var, count) in zip((first, second), (s[0] for s in statistics), strict=True):
         x = torch.stack([r["x"] for r in rows])
         assert torch.allclose(mean, x.mean(0), atol=1e-5)  # the identity layer passes x through
-        # momentum None: the plain average of each batch's unbiased variance
-        assert torch.allclose(var, torch.stack([b.var(0, unbiased=True) for b in x.split(16)]).mean(0), atol=1e-5)
+        # momentum None: the plain average of each batch's unbiased variance, batches in the seeded random order
+        batches = x[np.random.default_rng(0).permutation(len(rows))].split(16)
+        assert torch.allclose(var, torch.stack([b.var(0, unbiased=True) for b in batches]).mean(0), atol=1e-5)
         assert int(count) == -(-len(rows) // 16)  # one per batch
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with using_statistics(model, statistics[1]):
         assert torch.equal(model.norm.running_mean, statistics[1][0][0])
     assert torch.equal(model.norm.running_mean, before["norm.running_mean"])
     assert task_statistics(nn.Linear(2, 2), [first], None, batch_size=16) is None  # no BatchNorm: nothing to do
+
+
+def test_rows_sorted_by_class_and_a_last_batch_of_one_row():
+    """17 rows sorted by class (first half around -4, second half around +4): the batches mix both halves, so the
+    variance holds the spread between them, and the 17th row (a batch of one, which BatchNorm1d refuses) is dropped."""
+    rows = _rows([-4.0, -4.0], n=8) + _rows([4.0, 4.0], n=9)
+    (mean, var, count), *_ = task_statistics(_Normalised(), [rows], None, batch_size=8)[0]
+    assert int(count) == 2 and bool((var > 4.0).all())  # within one half the variance is about 1
+
+
+def test_a_lora_model_and_its_merged_copy_list_the_same_batch_norm_layers():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_Normalised(), LoraConfig(target_modules=["linear"], modules_to_save=["norm"]))
+    merged = copy.deepcopy(model).merge_and_unload()
+    assert len(batch_norm_layers(model)) == len(batch_norm_layers(merged)) == 1  # not peft's untrained original
+    statistics = task_statistics(model, [_rows([2.0, 2.0])], None, batch_size=16)[0]
+    with using_statistics(merged, statistics):
+        assert torch.equal(merged.norm.running_mean, statistics[0][0])
 
 
 def test_a_batch_norm_backbone_exports_each_task_with_its_own_statistics(tiny_efficientnet_lite_dir, image_folders,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
@@ -23,15 +24,20 @@ from hftl.multi_task.sampling import TASK_IDS, TaskCollator
 
 logger = logging.getLogger("hftl")
 
-MAX_EXAMPLES = 2000  # per task: enough for a mean and variance per channel; the first rows of its training split
+MAX_EXAMPLES = 2000  # per task, drawn at random from its training split: enough for a mean and variance per channel
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 Statistics = list[tuple[torch.Tensor, ...]]  # one (running_mean, running_var, num_batches_tracked) per layer
 
 
 def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm layers of `module` that keep running statistics, in module order (the same order in a copy of
-    the module, a merged LoRA model included)."""
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    the module and in a merged LoRA model: the untrained `original_module` peft keeps beside a module it trains in
+    full is left out, as merging drops it)."""
+    return [
+        m
+        for name, m in module.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and "original_module" not in name
+    ]
 
 
 def _snapshot(layers) -> Statistics:
@@ -47,8 +53,9 @@ def _load(layers, statistics: Statistics) -> None:
 
 
 def task_statistics(classifier: nn.Module, datasets: list, collator, batch_size: int) -> list[Statistics] | None:
-    """Each task's BatchNorm statistics: a forward pass (no gradient, every other layer in eval mode) over the first
-    `MAX_EXAMPLES` rows of its training data, with the running averages reset and cumulative (momentum None).
+    """Each task's BatchNorm statistics: a forward pass (no gradient, every other layer in eval mode) over
+    `MAX_EXAMPLES` rows of its training data drawn at random (seed 0), with the running averages reset and
+    cumulative (momentum None).
 
     Args:
         classifier: the shared classifier (`MultiTaskModel.classifier`); its weights and statistics are unchanged
@@ -85,10 +92,15 @@ def task_statistics(classifier: nn.Module, datasets: list, collator, batch_size:
 
 
 def _forward(classifier: nn.Module, dataset, collator, batch_size: int, parameter: torch.Tensor) -> None:
-    """One pass over the first `MAX_EXAMPLES` rows; float inputs take the parameters' device and dtype."""
-    rows = Subset(dataset, range(min(len(dataset), MAX_EXAMPLES)))
+    """One pass over `MAX_EXAMPLES` rows in a seeded random order (the same on every process; files sorted by class
+    would otherwise give one-class batches), without a last batch smaller than `batch_size` when there is a full one
+    (a one-row batch fails in BatchNorm1d, and with momentum None every batch weighs the same); float inputs take the
+    parameters' device and dtype."""
+    order = np.random.default_rng(0).permutation(len(dataset))[:MAX_EXAMPLES]
+    rows = Subset(dataset, order.tolist())
     collate = TaskCollator(collator)
-    loader = DataLoader(rows, batch_size=batch_size, collate_fn=lambda f: collate([{**x, TASK_IDS: 0} for x in f]))
+    loader = DataLoader(rows, batch_size=batch_size, drop_last=len(rows) > batch_size,
+                        collate_fn=lambda f: collate([{**x, TASK_IDS: 0} for x in f]))  # fmt: skip
     with torch.no_grad():
         for batch in loader:
             tensors = {k: v for k, v in batch.items() if k not in ("labels", TASK_IDS) and torch.is_tensor(v)}

@@ -133,7 +133,11 @@ def _batch_norm_statistics(model: MultiTaskModel, inputs, training):
     if not training.do_train:
         return None
     datasets = [i.source.plain["train"] for i in inputs]
-    return task_statistics(model.classifier, datasets, inputs[0].collator, training.per_device_eval_batch_size)
+    try:
+        return task_statistics(model.classifier, datasets, inputs[0].collator, training.per_device_eval_batch_size)
+    except Exception as error:  # noqa: BLE001 (the trained model must still be exported)
+        logger.warning("Could not recompute each task's BatchNorm statistics (%s); the shared ones are kept.", error)
+        return None
 
 
 def _finish(trainer) -> None:
