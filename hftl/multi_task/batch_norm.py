@@ -20,8 +20,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from hftl.multi_task.sampling import TASK_IDS, TaskCollator
-
 logger = logging.getLogger("hftl")
 
 MAX_EXAMPLES = 2000  # per task, drawn at random from its training split: enough for a mean and variance per channel
@@ -96,14 +94,16 @@ def _forward(classifier: nn.Module, dataset, collator, batch_size: int, paramete
     would otherwise give one-class batches), without a last batch smaller than `batch_size` when there is a full one
     (a one-row batch fails in BatchNorm1d, and with momentum None every batch weighs the same); float inputs take the
     parameters' device and dtype."""
+    from transformers import default_data_collator
+
     order = np.random.default_rng(0).permutation(len(dataset))[:MAX_EXAMPLES]
     rows = Subset(dataset, order.tolist())
-    collate = TaskCollator(collator)
+    # its own generator, as `hftl.features` extracts: iterating must not draw from the global random stream
     loader = DataLoader(rows, batch_size=batch_size, drop_last=len(rows) > batch_size,
-                        collate_fn=lambda f: collate([{**x, TASK_IDS: 0} for x in f]))  # fmt: skip
+                        collate_fn=collator or default_data_collator, generator=torch.Generator())  # fmt: skip
     with torch.no_grad():
         for batch in loader:
-            tensors = {k: v for k, v in batch.items() if k not in ("labels", TASK_IDS) and torch.is_tensor(v)}
+            tensors = {k: v for k, v in batch.items() if k != "labels" and torch.is_tensor(v)}
             classifier(**{k: v.to(parameter.device, parameter.dtype if v.is_floating_point() else v.dtype)
                           for k, v in tensors.items()})  # fmt: skip
 
